@@ -1,0 +1,5 @@
+"""pgm: deep generative models written the way they are written on paper."""
+from . import distributions, losses, models
+
+__version__ = "0.1.0"
+__all__ = ["distributions", "losses", "models", "__version__"]

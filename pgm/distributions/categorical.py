@@ -1,0 +1,22 @@
+"""Categorical distribution over one-hot vectors (the last dim holds the K classes)."""
+import torch.distributions as td
+
+from ._base import Distribution
+
+
+class Categorical(Distribution):
+    r"""Categorical :math:`\prod_k \pi_k^{y_k}` over one-hot ``y``, from ``probs`` or ``logits`` of shape ``(..., K)``.
+
+    Samples are one-hot. ``log_prob`` is :math:`\sum_k y_k \log \pi_k`, which for a one-hot ``y`` is the
+    categorical log-probability and stays differentiable for a relaxed (Gumbel-softmax) ``y``.
+    There is no reparameterized sampler: use ``E(q, f, enumerate=True)`` to sum over the classes, or
+    ``RelaxedCategorical``.
+    """
+
+    family = td.OneHotCategorical
+    parameter_sets = (("logits",), ("probs",))
+    event_ndim = 1
+    has_reparam = False
+
+    def _elementwise_log_prob(self, dist, params, value):
+        return (value * dist.logits).sum(-1)

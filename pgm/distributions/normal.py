@@ -1,0 +1,15 @@
+"""Normal (Gaussian) distribution: N(x; loc, scale^2), independent over the event dims."""
+import torch.distributions as td
+
+from ._base import Distribution
+
+
+class Normal(Distribution):
+    r"""Diagonal Gaussian :math:`\mathcal{N}(x;\mu,\mathrm{diag}\,\sigma^2)` with parameters ``loc``, ``scale``.
+
+    >>> Normal("p(z)", loc=0.0, scale=1.0, features_shape=[64]).sample({}, sample_shape=[5])["z"].shape
+    torch.Size([5, 64])
+    """
+
+    family = td.Normal
+    parameter_sets = (("loc", "scale"),)

@@ -1,0 +1,286 @@
+"""The symbolic ``Loss``: a formula tree that evaluates to a tensor and prints itself through sympy."""
+from __future__ import annotations
+
+import numbers
+
+import sympy
+import torch
+
+from .._errors import MissingInputError
+from .._scope import Scope
+from . import _printing
+
+
+class Loss:
+    """A formula over distributions. Nothing is computed until :meth:`eval`.
+
+    Combine losses with ``+ - * /``, unary ``-``, ``abs()``, numbers and :class:`Parameter`; reduce the
+    per-example value over the batch with :meth:`mean` or :meth:`sum`.
+    """
+
+    children = ()
+
+    # ------------------------------------------------------------- interface
+    def _eval(self, scope: Scope):
+        raise NotImplementedError
+
+    def _sym(self):
+        raise NotImplementedError
+
+    def _free(self) -> dict:
+        """The data variables this formula needs, each mapped to the signature of a distribution using it."""
+        out = {}
+        for child in self.children:
+            for k, v in child._free().items():
+                out.setdefault(k, v)
+        return out
+
+    def _parameters(self) -> list:
+        out = []
+        for child in self.children:
+            out.extend(n for n in child._parameters() if n not in out)
+        return out
+
+    def _distributions(self) -> list:
+        out = []
+        for child in self.children:
+            out.extend(d for d in child._distributions() if all(d is not o for o in out))
+        return out
+
+    # ---------------------------------------------------------------- public
+    @property
+    def input_var(self) -> list:
+        """The names of the data this loss needs, in order of appearance."""
+        return list(self._free())
+
+    @property
+    def parameters(self) -> list:
+        """The names of the :class:`Parameter` values this loss needs."""
+        return self._parameters()
+
+    @property
+    def distributions(self) -> list:
+        """Every distribution that appears in the formula."""
+        return self._distributions()
+
+    def eval(self, inputs=None, **params) -> torch.Tensor:
+        """Evaluate on ``inputs`` (a dict of tensors, batch first) with :class:`Parameter` values ``params``.
+
+        Each variable is drawn once per evaluation and distribution, and shared by every term using it.
+        """
+        scope = Scope.from_inputs(inputs, params)
+        self.check_inputs(scope.values, params)
+        value = self._eval(scope)
+        if not isinstance(value, torch.Tensor):
+            value = torch.as_tensor(value, dtype=torch.get_default_dtype())
+        return value
+
+    def check_inputs(self, values, params):
+        free = self._free()
+        missing = [k for k in free if k not in values]
+        if missing:
+            uses = "; ".join(f"`{k}` is used by {free[k]}" for k in missing)
+            example = ", ".join(f"'{k}': ..." for k in free)
+            raise MissingInputError(
+                f"the loss needs input {', '.join(f'`{k}`' for k in missing)} ({uses}); got "
+                f"{sorted(values) or 'nothing'}. Pass every input it needs: loss.eval({{{example}}})."
+            )
+        absent = [n for n in self._parameters() if n not in params]
+        if absent:
+            example = ", ".join(f"{n}=..." for n in absent)
+            raise MissingInputError(
+                f"the loss needs the value of Parameter {', '.join(repr(n) for n in absent)}; pass it as a "
+                f"keyword: loss.eval(inputs, {example}) or model.train(inputs, {example})."
+            )
+
+    def latex(self) -> str:
+        """The formula in LaTeX, terms in the order written."""
+        return _printing.latex(self._sym())
+
+    def __str__(self) -> str:
+        return _printing.text(self._sym())
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self}>"
+
+    def _repr_latex_(self):
+        return f"${self.latex()}$"
+
+    # ------------------------------------------------------------ arithmetic
+    def __add__(self, other):
+        return _Add(self, as_loss(other))
+
+    def __radd__(self, other):
+        return _Add(as_loss(other), self)
+
+    def __sub__(self, other):
+        return _Add(self, _Neg(as_loss(other)))
+
+    def __rsub__(self, other):
+        return _Add(as_loss(other), _Neg(self))
+
+    def __mul__(self, other):
+        return _Mul(self, as_loss(other))
+
+    def __rmul__(self, other):
+        return _Mul(as_loss(other), self)
+
+    def __truediv__(self, other):
+        return _Div(self, as_loss(other))
+
+    def __rtruediv__(self, other):
+        return _Div(as_loss(other), self)
+
+    def __neg__(self):
+        return _Neg(self)
+
+    def __abs__(self):
+        return _Abs(self)
+
+    def mean(self):
+        """The mean over the data batch: :math:`\\mathbb{E}_{p_{data}}[\\cdot]`."""
+        return _Mean(self)
+
+    def sum(self):
+        """The sum over the data batch."""
+        return _Sum(self)
+
+
+def as_loss(value):
+    if isinstance(value, Loss):
+        return value
+    if isinstance(value, numbers.Number) and not isinstance(value, bool):
+        return Constant(value)
+    raise TypeError(
+        f"a loss can be combined with numbers, Parameters and other losses; got {type(value).__name__}. "
+        f"Wrap a variable's log-density as LogProb(p)."
+    )
+
+
+class Constant(Loss):
+    def __init__(self, value):
+        self.value = float(value)
+        self._symbol = _printing.number(value)
+
+    def _eval(self, scope):
+        return self.value
+
+    def _sym(self):
+        return self._symbol
+
+    def _free(self):
+        return {}
+
+
+class Parameter(Loss):
+    """A named number supplied at evaluation, e.g. an annealed weight: ``loss.eval(x, beta=0.5)``."""
+
+    def __init__(self, name: str):
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"a Parameter name must be an identifier such as 'beta'; got {name!r}.")
+        self.name = name
+
+    def _eval(self, scope):
+        return scope.params[self.name]
+
+    def _sym(self):
+        return sympy.Symbol(self.name)
+
+    def _free(self):
+        return {}
+
+    def _parameters(self):
+        return [self.name]
+
+
+class _Add(Loss):
+    def __init__(self, a, b):
+        self.children = (a, b)
+
+    def _eval(self, scope):
+        a, b = self.children
+        return a._eval(scope) + b._eval(scope)
+
+    def _terms(self):
+        for child in self.children:
+            yield from child._terms() if isinstance(child, _Add) else (child,)
+
+    def _sym(self):
+        return _printing.add([t._sym() for t in self._terms()])
+
+
+class _Neg(Loss):
+    def __init__(self, a):
+        self.children = (a,)
+
+    def _eval(self, scope):
+        return -self.children[0]._eval(scope)
+
+    def _sym(self):
+        return _printing.negate(self.children[0]._sym())
+
+
+class _Mul(Loss):
+    def __init__(self, a, b):
+        self.children = (a, b)
+
+    def _eval(self, scope):
+        a, b = self.children
+        return a._eval(scope) * b._eval(scope)
+
+    def _sym(self):
+        a, b = self.children
+        return _printing.multiply(a._sym(), b._sym())
+
+
+class _Div(Loss):
+    def __init__(self, a, b):
+        self.children = (a, b)
+
+    def _eval(self, scope):
+        a, b = self.children
+        return a._eval(scope) / b._eval(scope)
+
+    def _sym(self):
+        a, b = self.children
+        return _printing.divide(a._sym(), b._sym())
+
+
+class _Abs(Loss):
+    def __init__(self, a):
+        self.children = (a,)
+
+    def _eval(self, scope):
+        return abs(self.children[0]._eval(scope))
+
+    def _sym(self):
+        return sympy.Abs(self.children[0]._sym(), evaluate=False)
+
+
+class _Mean(Loss):
+    def __init__(self, a):
+        self.children = (a,)
+
+    def _eval(self, scope):
+        value = self.children[0]._eval(scope)
+        return value.mean() if isinstance(value, torch.Tensor) else value
+
+    def _sym(self):
+        data = ",".join(self.input_var)
+        return _printing.Wrapped(rf"\mathbb{{E}}_{{p_{{data}}({data})}}\left[", r"\right]",
+                                 f"E_p_data({data})[", "]", self.children[0]._sym())
+
+
+class _Sum(Loss):
+    def __init__(self, a):
+        self.children = (a,)
+
+    def _eval(self, scope):
+        value = self.children[0]._eval(scope)
+        if not isinstance(value, torch.Tensor) or value.dim() < len(scope.lead_shape):
+            value = torch.as_tensor(value).expand(scope.lead_shape)
+        return value.sum()
+
+    def _sym(self):
+        data = ",".join(self.input_var)
+        return _printing.Wrapped(rf"\sum_{{{data}}}\left[", r"\right]", f"sum_{data}[", "]", self.children[0]._sym())

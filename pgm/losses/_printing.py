@@ -1,0 +1,69 @@
+"""sympy objects for the terms of a loss, so that sympy prints formulas in the order they were written.
+
+Each term is a real sympy expression: sums are built with ``evaluate=False`` and printed with
+``order="none"``, and the terms print themselves through sympy's printer protocol.
+"""
+import sympy
+from sympy.core.symbol import Str
+
+
+class Term(sympy.Expr):
+    """A leaf such as ``\\log p(x|z)``: fixed LaTeX and plain text."""
+
+    is_commutative = True
+
+    def __new__(cls, latex, text):
+        return sympy.Expr.__new__(cls, Str(latex), Str(text))
+
+    def _latex(self, printer):
+        return self.args[0].name
+
+    def _sympystr(self, printer):
+        return self.args[1].name
+
+
+class Wrapped(sympy.Expr):
+    """An operator around one expression, such as ``\\mathbb{E}_{q(z|x)}\\left[ ... \\right]``."""
+
+    is_commutative = True
+
+    def __new__(cls, latex_open, latex_close, text_open, text_close, inner):
+        return sympy.Expr.__new__(cls, Str(latex_open), Str(latex_close), Str(text_open), Str(text_close), inner)
+
+    def _latex(self, printer):
+        return self.args[0].name + printer._print(self.args[4]) + self.args[1].name
+
+    def _sympystr(self, printer):
+        return self.args[2].name + printer._print(self.args[4]) + self.args[3].name
+
+
+def number(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"a loss can be combined with numbers and losses only; got {type(value).__name__}.")
+    if float(value).is_integer():
+        return sympy.Integer(int(value))
+    return sympy.Float(value)
+
+
+def add(terms):
+    return sympy.Add(*terms, evaluate=False)
+
+
+def negate(term):
+    return sympy.Mul(sympy.Integer(-1), term, evaluate=False)
+
+
+def multiply(a, b):
+    return sympy.Mul(a, b, evaluate=False)
+
+
+def divide(a, b):
+    return sympy.Mul(a, sympy.Pow(b, -1, evaluate=False), evaluate=False)
+
+
+def latex(expr):
+    return sympy.latex(expr, order="none")
+
+
+def text(expr):
+    return sympy.sstr(expr, order="none")
