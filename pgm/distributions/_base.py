@@ -182,7 +182,7 @@ class Distribution(nn.Module):
 
     def _net_params(self, args):
         try:
-            out = self.forward(*args)
+            out = self(*args)
         except (RuntimeError, ValueError, TypeError) as error:
             raise ValueError(self._input_shape_message(args, error)) from error
         if not isinstance(out, dict):

@@ -1,0 +1,52 @@
+import pytest
+import torch
+from torch import nn
+
+from pgm.distributions import Categorical, Normal, RelaxedCategorical
+
+
+class Gaussian(nn.Module):
+    """A linear Gaussian head over the concatenated inputs."""
+
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.linear = nn.Linear(in_features, 2 * out_features)
+
+    def forward(self, *inputs):
+        loc, scale = self.linear(torch.cat(inputs, -1)).chunk(2, -1)
+        return {"loc": loc, "scale": nn.functional.softplus(scale) + 1e-3}
+
+
+class Logits(nn.Module):
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+
+    def forward(self, *inputs):
+        return {"logits": self.linear(torch.cat(inputs, -1))}
+
+
+@pytest.fixture(autouse=True)
+def seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def ss_hmvae():
+    """The SS-HMVAE-kl distributions (PAPERS.md section 6-7) with tiny linear networks."""
+    from pgm.distributions import Bernoulli
+    dx, dw, da, dz, k = 6, 5, 4, 3, 3
+    d = dict(
+        p_x=Bernoulli("p(x|a)", net=Logits(da, dx)),
+        p_w=Bernoulli("p(w|a)", net=Logits(da, dw)),
+        p_a=Normal("p(a|z,y)", net=Gaussian(dz + k, da)),
+        p_z=Normal("p(z)", loc=0.0, scale=1.0, features_shape=[dz]),
+        p_y=Categorical("p(y)", probs=torch.full((k,), 1.0 / k)),
+        q_a=Normal("q(a|x,w)", net=Gaussian(dx + dw, da)),
+        q_z=Normal("q(z|a,y)", net=Gaussian(da + k, dz)),
+        q_y=RelaxedCategorical("q(y|a)", net=Logits(da, k), temperature=0.5),
+        q_ax=Normal("q(a|x)", net=Gaussian(dx, da)),
+        q_aw=Normal("q(a|w)", net=Gaussian(dw, da)),
+    )
+    d["sizes"] = dict(x=dx, w=dw, a=da, z=dz, y=k)
+    return d

@@ -1,0 +1,101 @@
+"""Every misuse of a loss gets a message that names what was wrong and how to fix it."""
+import pytest
+import torch
+
+from pgm.distributions import Bernoulli, Categorical, Deterministic, Dirichlet, Normal, RelaxedCategorical
+from pgm.losses import E, IWAE, KL, Entropy, LogProb, Parameter
+
+from conftest import Gaussian, Logits
+
+
+@pytest.fixture
+def vae():
+    q = Normal("q(z|x,w)", net=Gaussian(7, 2))
+    p = Bernoulli("p(x|z)", net=Logits(2, 4))
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    return q, p, prior
+
+
+def test_missing_input_names_it_and_its_user(vae):
+    q, p, prior = vae
+    loss = (KL(q, prior) - E(q, LogProb(p))).mean()
+    with pytest.raises(KeyError, match=r"needs input `w` \(`w` is used by q\(z\|x,w\)\); got \['x'\]\. "
+                                       r"Pass every input it needs: loss.eval\(\{'x': \.\.\., 'w': \.\.\.\}\)"):
+        loss.eval({"x": torch.rand(3, 4)})
+
+
+def test_missing_parameter_value(vae):
+    q, p, prior = vae
+    loss = (Parameter("beta") * KL(q, prior)).mean()
+    with pytest.raises(KeyError, match=r"needs the value of Parameter 'beta'; pass it as a keyword: "
+                                       r"loss.eval\(inputs, beta=\.\.\.\)"):
+        loss.eval({"x": torch.rand(3, 4), "w": torch.rand(3, 3)})
+
+
+def test_expectation_over_a_family_without_reparameterization():
+    p = Bernoulli("p(b|x)", net=Logits(4, 2))
+    with pytest.raises(ValueError, match=r"E over p\(b\|x\): Bernoulli has no reparameterized sampler.*RelaxedBernoulli"):
+        E(p, LogProb(p))
+    q_y = Categorical("q(y|x)", net=Logits(4, 3))
+    with pytest.raises(ValueError, match=r"enumerate=True to sum over its classes, or RelaxedCategorical"):
+        E(q_y, LogProb(q_y))
+
+
+def test_enumeration_needs_a_categorical(vae):
+    q, p, _ = vae
+    with pytest.raises(ValueError, match=r"enumerate=True\) sums over the classes of a Categorical; q\(z\|x,w\) is Normal"):
+        E(q, LogProb(p), enumerate=True)
+
+
+def test_kl_without_closed_form_says_how_to_estimate_it():
+    q = RelaxedCategorical("q(y|x)", net=Logits(4, 3))
+    p = Dirichlet("p(y)", concentration=torch.ones(3))
+    with pytest.raises(ValueError, match=r"KL\[q\(y\|x\)\|\|p\(y\)\]: no closed form for RelaxedCategorical \|\| "
+                                         r"Dirichlet; pass analytic=False"):
+        KL(q, p)
+    d = Deterministic("q(z|x)", net=lambda x: {"loc": x})
+    with pytest.raises(ValueError, match="no closed form for Deterministic"):
+        KL(d, Normal("p(z)", loc=0.0, scale=1.0, features_shape=[4]))
+
+
+def test_kl_of_different_variables(vae):
+    q, p, _ = vae
+    with pytest.raises(ValueError, match=r"compares distributions of different variables \(\['z'\] and \['x'\]\)"):
+        KL(q, p)
+
+
+def test_entropy_without_closed_form():
+    d = Deterministic("q(z|x)", net=lambda x: {"loc": x})
+    with pytest.raises(ValueError, match=r"q\(z\|x\) is Deterministic and has no entropy"):
+        Entropy(d).eval({"x": torch.rand(2, 3)})
+
+
+def test_combining_with_something_that_is_not_a_loss(vae):
+    q, p, prior = vae
+    with pytest.raises(TypeError, match="combined with numbers, Parameters and other losses; got str"):
+        KL(q, prior) + "x"
+    with pytest.raises(TypeError, match="LogProb takes pgm distributions; got Linear"):
+        LogProb(torch.nn.Linear(2, 2))
+
+
+def test_bad_inputs(vae):
+    q, p, prior = vae
+    loss = KL(q, prior).mean()
+    with pytest.raises(TypeError, match=r"inputs must be a dict that maps variable names to tensors, e\.g\. \{'x': x\}; got Tensor"):
+        loss.eval(torch.rand(2, 4))
+    with pytest.raises(TypeError, match=r"input `x` must be a torch.Tensor; got list"):
+        loss.eval({"x": [1.0], "w": torch.rand(1, 3)})
+
+
+def test_bad_parameter_name_and_sample_shape(vae):
+    q, p, _ = vae
+    with pytest.raises(ValueError, match="a Parameter name must be an identifier"):
+        Parameter("two words")
+    with pytest.raises(ValueError, match="sample_shape must be at least 1; got 0"):
+        E(q, LogProb(p), sample_shape=0)
+
+
+def test_iwae_needs_a_joint_that_uses_the_latents(vae):
+    q, p, prior = vae
+    with pytest.raises(ValueError, match=r"IWAE: q\(z\|x,w\) generates \['z'\], which p\(x\|a\) does not use"):
+        IWAE(p.replace_var(z="a"), q)
