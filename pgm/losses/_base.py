@@ -69,15 +69,15 @@ class Loss:
         Each variable is drawn once per evaluation and distribution, and shared by every term using it.
         """
         scope = Scope.from_inputs(inputs, params)
-        self.check_inputs(scope.values, params)
+        self.check_inputs(scope.values, params, scope.datasets)
         value = self._eval(scope)
         if not isinstance(value, torch.Tensor):
             value = torch.as_tensor(value, dtype=torch.get_default_dtype())
         return value
 
-    def check_inputs(self, values, params):
+    def check_inputs(self, values, params, datasets=()):
         free = self._free()
-        missing = [k for k in free if k not in values]
+        missing = [k for k in free if k not in values and k not in datasets]
         if missing:
             uses = "; ".join(f"`{k}` is used by {free[k]}" for k in missing)
             example = ", ".join(f"'{k}': ..." for k in free)
@@ -137,13 +137,18 @@ class Loss:
     def __abs__(self):
         return _Abs(self)
 
-    def mean(self):
-        """The mean over the data batch: :math:`\\mathbb{E}_{p_{data}}[\\cdot]`."""
-        return _Mean(self)
+    def mean(self, data=None):
+        """The mean over the data batch: :math:`\\mathbb{E}_{p_{data}}[\\cdot]`.
 
-    def sum(self):
-        """The sum over the data batch."""
-        return _Sum(self)
+        ``data`` names a data set of its own: ``L.mean("labelled") + U.mean("unlabelled")`` is evaluated on
+        ``{"labelled": {"x": ..., "y": ...}, "unlabelled": {"x": ...}}`` and prints
+        :math:`\\mathbb{E}_{p_{labelled}(x,y)}[L] + \\mathbb{E}_{p_{unlabelled}(x)}[U]`.
+        """
+        return _Mean(self, data)
+
+    def sum(self, data=None):
+        """The sum over the data batch (of the data set named ``data``, as in :meth:`mean`)."""
+        return _Sum(self, data)
 
 
 def as_loss(value):
@@ -257,30 +262,56 @@ class _Abs(Loss):
         return sympy.Abs(self.children[0]._sym(), evaluate=False)
 
 
-class _Mean(Loss):
-    def __init__(self, a):
-        self.children = (a,)
+class _Reduce(Loss):
+    """A mean or sum over the batch of the inputs, or of the named data set ``data``."""
+
+    def __init__(self, a, data=None):
+        if data is not None and (not isinstance(data, str) or not data.isidentifier()):
+            raise ValueError(f"a data set's name must be an identifier such as 'labelled'; got {data!r}.")
+        self.children, self.data = (a,), data
+
+    def _free(self):
+        if self.data is None:
+            return Loss._free(self)
+        return {self.data: f"the data set `{self.data}` (a dict of its inputs)"}
+
+    def _scope(self, scope):
+        if self.data is None:
+            return scope
+        inputs = scope.datasets[self.data]
+        inner = Scope.from_inputs(inputs, scope.params, scope.samples)
+        try:
+            self.children[0].check_inputs(inner.values, scope.params, inner.datasets)
+        except MissingInputError as error:
+            raise MissingInputError(f"data set `{self.data}`: {error}") from None
+        return inner
+
+    def _variables(self):
+        return ",".join(self.children[0].input_var if self.data is not None else self.input_var)
+
+
+
+
+class _Mean(_Reduce):
+    def _sym(self):
+        data, name = self._variables(), self.data or "data"
+        return _printing.Wrapped(rf"\mathbb{{E}}_{{p_{{{name}}}({data})}}\left[", r"\right]",
+                                 f"E_p_{name}({data})[", "]", self.children[0]._sym())
 
     def _eval(self, scope):
-        value = self.children[0]._eval(scope)
+        value = self.children[0]._eval(self._scope(scope))
         return value.mean() if isinstance(value, torch.Tensor) else value
 
+
+class _Sum(_Reduce):
     def _sym(self):
-        data = ",".join(self.input_var)
-        return _printing.Wrapped(rf"\mathbb{{E}}_{{p_{{data}}({data})}}\left[", r"\right]",
-                                 f"E_p_data({data})[", "]", self.children[0]._sym())
-
-
-class _Sum(Loss):
-    def __init__(self, a):
-        self.children = (a,)
+        data = self._variables() + (rf" \in {self.data}" if self.data else "")
+        text = self._variables() + (f" in {self.data}" if self.data else "")
+        return _printing.Wrapped(rf"\sum_{{{data}}}\left[", r"\right]", f"sum_{text}[", "]", self.children[0]._sym())
 
     def _eval(self, scope):
+        scope = self._scope(scope)
         value = self.children[0]._eval(scope)
         if not isinstance(value, torch.Tensor) or value.dim() < len(scope.lead_shape):
             value = torch.as_tensor(value).expand(scope.lead_shape)
         return value.sum()
-
-    def _sym(self):
-        data = ",".join(self.input_var)
-        return _printing.Wrapped(rf"\sum_{{{data}}}\left[", r"\right]", f"sum_{data}[", "]", self.children[0]._sym())

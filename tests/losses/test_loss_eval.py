@@ -9,7 +9,7 @@ from torch import nn
 from pgm.distributions import Bernoulli, Categorical, Normal, RelaxedCategorical
 from pgm.losses import E, IWAE, KL, CrossEntropy, Entropy, LogProb, Parameter
 
-from conftest import Gaussian, Logits
+from loss_nets import Gaussian, Logits
 
 
 class Recorder(nn.Module):
@@ -191,7 +191,7 @@ def test_joint_expectation_shares_draws_with_its_factor_terms(ss_hmvae):
 
 @pytest.mark.parametrize("labelled", [True, False])
 def test_ss_hmvae_kl_objectives_evaluate_and_train(ss_hmvae, labelled):
-    from test_latex import ss_hmvae_kl_objectives
+    from test_loss_latex import ss_hmvae_kl_objectives
     objective = ss_hmvae_kl_objectives(ss_hmvae)[0 if labelled else 1]
     inputs = {"x": torch.rand(8, 6).round(), "w": torch.rand(8, 5).round()}
     if labelled:
@@ -200,3 +200,18 @@ def test_ss_hmvae_kl_objectives_evaluate_and_train(ss_hmvae, labelled):
     assert value.dim() == 0 and torch.isfinite(value)
     value.backward()
     assert ss_hmvae["q_a"].net.linear.weight.grad.abs().sum() > 0
+
+
+def test_means_over_named_data_sets_use_their_own_inputs():
+    q = Normal("q(z|x)", net=Gaussian(4, 2))
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    a, b = torch.randn(3, 4), torch.randn(5, 4)
+    loss = KL(q, prior).mean("labelled") + 2 * KL(q, prior).sum("unlabelled")
+    value = loss.eval({"labelled": {"x": a}, "unlabelled": {"x": b}})
+    torch.testing.assert_close(value, KL(q, prior).eval({"x": a}).mean() + 2 * KL(q, prior).eval({"x": b}).sum())
+    with pytest.raises(KeyError, match=r"needs input `unlabelled` \(`unlabelled` is used by the data set"):
+        loss.eval({"labelled": {"x": a}})
+    with pytest.raises(KeyError, match=r"data set `labelled`: the loss needs input `x`"):
+        loss.eval({"labelled": {"w": a}, "unlabelled": {"x": b}})
+    with pytest.raises(ValueError, match="a data set's name must be an identifier"):
+        KL(q, prior).mean("two words")

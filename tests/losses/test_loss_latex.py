@@ -4,7 +4,7 @@ import torch
 from pgm.distributions import Bernoulli, Normal
 from pgm.losses import E, KL, Entropy, LogProb, Parameter
 
-from conftest import Gaussian, Logits
+from loss_nets import Gaussian, Logits
 
 
 def vae():
@@ -104,3 +104,14 @@ def test_latex_after_replace_var():
     q_a, prior_a = q.replace_var(z="a"), prior.replace_var(z="a")
     assert KL(q_a, prior_a).latex() == r"D_{KL}\left[q(a|x)\|p(a)\right]"
     assert torch.is_tensor(KL(q_a, prior_a).eval({"x": torch.rand(3, 4)}))
+
+
+def test_means_over_named_data_sets(ss_hmvae):
+    labelled, unlabelled = ss_hmvae_kl_objectives(ss_hmvae)
+    loss = -(labelled.mean("labelled") + unlabelled.mean("unlabelled"))
+    text = loss.latex()
+    assert text.startswith(r"- (\mathbb{E}_{p_{labelled}(x,w,y)}\left[\mathbb{E}_{q(a,z|x,w,y)}")
+    assert r"\right] + \mathbb{E}_{p_{unlabelled}(x,w)}\left[\mathbb{E}_{q(a,z,y|x,w)}" in text
+    assert loss.input_var == ["labelled", "unlabelled"]
+    assert KL(ss_hmvae["q_a"], ss_hmvae["q_ax"]).sum("unlabelled").latex() == (
+        r"\sum_{x,w \in unlabelled}\left[D_{KL}\left[q(a|x,w)\|q(a|x)\right]\right]")

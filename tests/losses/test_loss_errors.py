@@ -5,7 +5,7 @@ import torch
 from pgm.distributions import Bernoulli, Categorical, Deterministic, Dirichlet, Normal, RelaxedCategorical
 from pgm.losses import E, IWAE, KL, Entropy, LogProb, Parameter
 
-from conftest import Gaussian, Logits
+from loss_nets import Gaussian, Logits
 
 
 @pytest.fixture

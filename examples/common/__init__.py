@@ -1,0 +1,1 @@
+"""Data and training helpers shared by the example scripts."""
