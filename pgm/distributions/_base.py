@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 
 import torch
 from torch import nn
@@ -68,6 +69,11 @@ class Distribution(nn.Module):
             var, cond_var = list(var), list(cond_var or [])
             name = "p" if name is None else name
             check_names(format_signature(name, var, cond_var), var, cond_var)
+        if len(var) != 1:
+            raise ValueError(
+                f"{format_signature(name, var, cond_var)}: a {type(self).__name__} generates one variable, not "
+                f"{len(var)}; write the joint as a product of one distribution per variable, e.g. p_x * p_w."
+            )
         self.name, self.var, self.cond_var = name, list(var), list(cond_var)
         self.net = net
         uses_forward = type(self).forward is not Distribution.forward
@@ -99,7 +105,11 @@ class Distribution(nn.Module):
 
     def extra_repr(self) -> str:
         params = " or ".join(", ".join(s) for s in self.parameter_sets)
-        return f"{self.prob_text}: {type(self).__name__}({params})"
+        family = next(c for c in type(self).__mro__ if c.__module__.startswith(__package__))  # Normal for a subclass
+        text = f"{self.prob_text}: {family.__name__}({params})"
+        if self.net is not None and not isinstance(self.net, nn.Module):  # a Module prints as a child already
+            text += f", net={getattr(self.net, '__qualname__', type(self.net).__name__)}"
+        return text
 
     def __mul__(self, other):
         from ._joint import JointDistribution
@@ -150,17 +160,28 @@ class Distribution(nn.Module):
                     f"e.g. {type(self).__name__}('{self.prob_text}', "
                     f"{', '.join(f'{n}=...' for n in self.parameter_sets[0])}, features_shape=[64])."
                 )
+        if features_shape is None and not self.cond_var and self._fixed_are_numbers(fixed):
+            raise ValueError(
+                f"{self.prob_text}: its parameters {sorted(k for k in fixed if k not in self.fixed_parameters)} are "
+                f"numbers, so give the event shape: features_shape=[64] for a 64-d variable (or [] for a scalar)."
+            )
         shape = None if features_shape is None else torch.Size(features_shape)
         for key, value in fixed.items():
             tensor = value if isinstance(value, torch.Tensor) else torch.tensor(float(value))
             if key not in self.fixed_parameters and shape is not None:
                 tensor = tensor.expand(shape).clone() if tensor.shape != shape else tensor
+            elif key in self.fixed_parameters and tensor is value:  # updated in place later: never the caller's
+                tensor = tensor.detach().clone()
             if isinstance(value, nn.Parameter):
                 self.register_parameter(key, value)
             else:
                 self.register_buffer(key, tensor.to(torch.get_default_dtype()) if not tensor.is_floating_point() else tensor)
             self._fixed.append(key)
         self._check_values({k: getattr(self, k) for k in self._fixed})
+
+    def _fixed_are_numbers(self, fixed):
+        given = [v for k, v in fixed.items() if k not in self.fixed_parameters]
+        return bool(given) and all(not isinstance(v, torch.Tensor) or v.dim() == 0 for v in given)
 
     def forward(self, *cond):
         return self.net(*cond)
@@ -180,11 +201,12 @@ class Distribution(nn.Module):
                     + _constraint_hint(key)
                 )
 
-    def _net_params(self, args):
+    def _net_params(self, args, shown):
+        """Call the network on ``args`` (each ``(n, *event)``); ``shown`` are the inputs' shapes as given."""
         try:
             out = self(*args)
         except (RuntimeError, ValueError, TypeError) as error:
-            raise ValueError(self._input_shape_message(args, error)) from error
+            raise ValueError(self._input_shape_message(args, shown, error)) from error
         if not isinstance(out, dict):
             example = ", ".join(f"'{n}': ..." for n in self.parameter_sets[0])
             raise TypeError(
@@ -202,13 +224,22 @@ class Distribution(nn.Module):
             self._seen_shapes = [_shape(a)[1:] for a in args]
         return out
 
-    def _input_shape_message(self, args, error):
-        names = ", ".join(f"`{n}` of shape {_shape(a)}" for n, a in zip(self.cond_var, args))
-        if self._seen_shapes is not None:
-            for n, a, expected in zip(self.cond_var, args, self._seen_shapes):
+    def _input_shape_message(self, args, shown, error):
+        shown = [tuple(s) for s in shown]
+        if self._seen_shapes is not None:  # the event shapes of the last successful call are the expected ones
+            for n, a, s, expected in zip(self.cond_var, args, shown, self._seen_shapes):
                 if _shape(a)[1:] != expected:
-                    return (f"{self.prob_text} needs input `{n}` (event shape {expected}); got a tensor of "
-                            f"shape {_shape(a)}.")
+                    return f"{self.prob_text} needs input `{n}` (event shape {expected}); got a tensor of shape {s}."
+        # before any successful call: a linear layer's error names the size it takes ("... (8x5 and 4x6)")
+        match = _MATMUL_ERROR.search(str(error))
+        if match is not None:
+            rows, cols, expected = int(match[1]), int(match[2]), int(match[3])
+            culprits = [i for i, a in enumerate(args) if _shape(a) == (rows, cols)]
+            if len(culprits) == 1:
+                i = culprits[0]
+                return (f"{self.prob_text} needs input `{self.cond_var[i]}` (event shape ({expected},), the input "
+                        f"size of a linear layer of its network); got a tensor of shape {shown[i]}.")
+        names = ", ".join(f"`{n}` of shape {s}" for n, s in zip(self.cond_var, shown))
         return (f"{self.prob_text}: its network failed on inputs {names} ({error}). Check that each input "
                 f"has the event shape the network expects, in the signature's order {self.cond_var}.")
 
@@ -224,11 +255,11 @@ class Distribution(nn.Module):
         args = [values[c] for c in self.cond_var]
         leads = [scope.lead[c] for c in self.cond_var]
         if all(n == 1 for n in leads) and len({a.shape[0] for a in args}) == 1:
-            out, lead_shape = self._net_params(args), args[0].shape[:1]
+            out, lead_shape = self._net_params(args, [a.shape for a in args]), args[0].shape[:1]
         else:
             lead_shape = torch.broadcast_shapes(*(a.shape[:n] for a, n in zip(args, leads)))
             flat = [a.expand(lead_shape + a.shape[n:]).reshape((-1,) + a.shape[n:]) for a, n in zip(args, leads)]
-            out = self._net_params(flat)
+            out = self._net_params(flat, [a.shape for a in args])
             out = {k: v.reshape(lead_shape + v.shape[1:]) for k, v in out.items()}
         for k in self.fixed_parameters:
             out[k] = getattr(self, k)
@@ -246,8 +277,9 @@ class Distribution(nn.Module):
 
     def _event_dims(self, params, lead_shape):
         """How many trailing dims of a value belong to the event beyond ``event_ndim``."""
-        key = next(k for k in params if k not in self.fixed_parameters)
-        return params[key].dim() - len(lead_shape) - self.event_ndim
+        # the widest parameter: fixed ``loc=0.0, scale=torch.ones(3)`` broadcast to an event of shape (3,)
+        ndim = max(params[k].dim() for k in params if k not in self.fixed_parameters)
+        return ndim - len(lead_shape) - self.event_ndim
 
     # ------------------------------------------------------ scoped operations
     def _distribution(self, scope):
@@ -271,14 +303,8 @@ class Distribution(nn.Module):
         return result
 
     def _draw(self, dist, params, shape, reparam):
-        if reparam:
-            if not self.has_reparam:
-                raise ValueError(
-                    f"{self.prob_text}: {type(self).__name__} has no reparameterized sampler; sample with "
-                    f"reparam=False (no gradient flows through the sample)."
-                )
-            return dist.rsample(shape)
-        return dist.sample(shape)
+        # a family without a reparameterized sampler draws without gradient; E refuses such families upfront
+        return dist.rsample(shape) if reparam and self.has_reparam else dist.sample(shape)
 
     def _log_prob(self, scope: Scope):
         value = scope.values.get(self.var[0])
@@ -306,6 +332,8 @@ class Distribution(nn.Module):
     def sample(self, inputs=None, sample_shape=(), reparam=True):
         """Draw the variables given ``inputs``; returns ``inputs`` plus the new variables.
 
+        ``reparam=True`` uses the reparameterized sampler (gradients flow into the parameters) where the family
+        has one; discrete families (``Bernoulli``, ``Categorical``) always draw without gradient.
         A value has shape ``(*sample_shape, batch, *event)``; a distribution without conditioning
         variables draws one value per batch element of the inputs (none when ``inputs`` is empty).
         """
@@ -314,7 +342,11 @@ class Distribution(nn.Module):
         return {**(inputs or {}), **new}
 
     def log_prob(self, inputs):
-        """log density of ``var`` given ``cond_var``, summed over the event dims: shape ``(batch,)``."""
+        """log density of ``var`` given ``cond_var``, summed over the event dims: shape ``(batch,)``.
+
+        The value may carry sample dims in front, ``(*sample_shape, batch, *event)``; the conditioning
+        inputs may not: dim 0 of each is taken as the batch dim (flatten sample dims into it first).
+        """
         return self._log_prob(Scope.from_inputs(inputs))
 
     def entropy(self, inputs=None):
@@ -348,3 +380,4 @@ def _constraint_hint(key):
 
 
 LOG_2PI = math.log(2 * math.pi)
+_MATMUL_ERROR = re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")

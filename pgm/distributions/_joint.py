@@ -26,7 +26,7 @@ class JointDistribution(Distribution):
                     owner = next(g for g in flat if v in g.var)
                     raise ValueError(
                         f"{owner.prob_text} and {f.prob_text} both generate `{v}`; a product needs distinct "
-                        f"variables. Rename one, e.g. {f.prob_text!r}.replace_var({v}='{v}2')."
+                        f"variables. Rename one, e.g. d.replace_var({v}='{v}2') where d is {f.prob_text}."
                     )
                 var.append(v)
         cond = []

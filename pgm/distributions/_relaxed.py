@@ -11,9 +11,18 @@ class TemperatureMixin:
         if name == "temperature" and "temperature" in self.__dict__.get("_buffers", {}):
             if isinstance(value, torch.Tensor):
                 value = value.detach()
-            if not float(value) > 0:
-                raise ValueError(f"{self.prob_text}: temperature must be positive; got {float(value)}.")
+            self._check_temperature(value)
             with torch.no_grad():
                 self._buffers["temperature"].fill_(float(value))
             return
         super().__setattr__(name, value)
+
+    def _check_values(self, params):
+        # torch's relaxed families declare no constraint on temperature, so the base check would pass 0 or -1
+        if "temperature" in params:
+            self._check_temperature(params["temperature"])
+        super()._check_values({k: v for k, v in params.items() if k != "temperature"})
+
+    def _check_temperature(self, value):
+        if not bool(torch.all(torch.as_tensor(value) > 0)):
+            raise ValueError(f"{self.prob_text}: temperature must be positive; got {torch.as_tensor(value).tolist()}.")

@@ -45,7 +45,7 @@ class ProductOfNormal(Normal):
         return []
 
     def extra_repr(self) -> str:
-        prior = "p(z) " if self.prior_expert else ""
+        prior = f"p({','.join(self.var)}) " if self.prior_expert else ""
         return f"{self.prob_text} ∝ {prior}" + "".join(e.prob_text for e in self.experts)
 
     def _renamed(self, mapping):

@@ -1,5 +1,6 @@
 """Binary Concrete (relaxed Bernoulli) distribution, independent over the event dims."""
 import torch.distributions as td
+from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli
 
 from ._base import Distribution
 from ._relaxed import TemperatureMixin
@@ -19,6 +20,15 @@ class RelaxedBernoulli(TemperatureMixin, Distribution):
 
     def __init__(self, signature=None, *, temperature=1.0, **kwargs):
         super().__init__(signature, temperature=temperature, **kwargs)
+
+    def _torch(self, params):
+        # td.RelaxedBernoulli does not pass validate_args on to its LogitRelaxedBernoulli, which then checks
+        # the parameters anyway (a device sync, and an error pgm's validation switch cannot turn off); build
+        # the same object as its __init__ does, with the check off.
+        dist = td.RelaxedBernoulli.__new__(td.RelaxedBernoulli)
+        base = LogitRelaxedBernoulli(**params, validate_args=False)
+        td.TransformedDistribution.__init__(dist, base, td.transforms.SigmoidTransform(), validate_args=False)
+        return dist
 
     def _elementwise_log_prob(self, dist, params, value):
         return self._kl_view(dist, params).log_prob(value)
