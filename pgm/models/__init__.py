@@ -1,5 +1,6 @@
 """Models: a loss and an optimizer turned into a training step."""
+from ._checks import NonFiniteLossError
 from .model import Model, atomic_save
 from .vae import VAE
 
-__all__ = ["Model", "VAE", "atomic_save"]
+__all__ = ["Model", "VAE", "NonFiniteLossError", "atomic_save"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 
@@ -10,6 +11,7 @@ from torch import nn
 
 from ..distributions import Distribution, set_validation, validation_enabled
 from ..losses import Loss
+from . import _checks, _compile, _distributed
 
 
 @contextlib.contextmanager
@@ -40,23 +42,61 @@ def atomic_save(obj, path):
         raise
 
 
+def _evaluate(loss, inputs, params):
+    value = loss.eval(inputs, **params)
+    if value.dim() != 0:
+        raise ValueError(
+            f"the loss is per example (shape {tuple(value.shape)}); reduce it over the batch with "
+            f".mean() or .sum() before training, e.g. Model((...).mean(), ...)."
+        )
+    return value
+
+
+def _kind(value):
+    """The names, devices and dtypes of a named data set's inputs (what the input checks depend on)."""
+    if isinstance(value, dict):
+        return tuple((k, v.device, v.dtype) if isinstance(v, torch.Tensor) else (k, _kind(v)) for k, v in value.items())
+    return type(value)
+
+
+def _unique(distributions):
+    out = []
+    for d in distributions:
+        if all(d is not o for o in out):
+            out.append(d)
+    return out
+
+
 class Model:
     """Trains ``loss`` (minimized) over the parameters of ``distributions``.
 
     Args:
         loss: a scalar loss (reduced with ``.mean()`` or ``.sum()``) to minimize.
         distributions: the distributions whose parameters are trained.
-        optimizer: a ``torch.optim.Optimizer`` class.
+        optimizer: a ``torch.optim.Optimizer`` class, or any callable taking the parameters
+            (e.g. ``lambda params: torch.optim.Adam([{"params": ...}, {"params": ..., "lr": 1e-4}])``).
         optimizer_params: its keyword arguments, e.g. ``{"lr": 1e-3}``.
         clip_grad_norm / clip_grad_value: clip gradients before each step.
         test_loss: the loss :meth:`test` evaluates (default: ``loss``).
-        compile: ``False`` (eager) or a compiled step; see :mod:`pgm.models`.
+        compile: ``False`` (eager), ``"inductor"`` (``torch.compile`` of the forward, backward and optimizer
+            update), ``"cudagraph"`` (the whole step captured as CUDA graphs and replayed; CUDA only), or
+            ``True``: ``"cudagraph"`` on CUDA, ``"inductor"`` elsewhere. :class:`~pgm.losses.Parameter` values
+            and a relaxed distribution's temperature may change between steps without recompiling. If the step
+            cannot be compiled, the model warns once and trains eagerly. Inductor draws random numbers with its
+            own generator, so a compiled run samples differently from an eager one with the same seed
+            (``torch._inductor.config.fallback_random = True`` makes them equal).
+        distributed: ``True`` to train data-parallel with ``torch.distributed`` (DistributedDataParallel,
+            gradients averaged over the processes), ``False`` not to, ``None`` (default) to do so when
+            ``torch.distributed`` is initialized with several processes (a script launched by ``torchrun``).
 
     Parameter checks (e.g. a negative scale) run on the first training and test step and are then off.
+    Inputs on another device or of another floating dtype than the distributions that take them are
+    named in an error, checked once per kind of input. A non-finite loss raises
+    :class:`NonFiniteLossError` naming the non-finite terms, before the optimizer step.
     """
 
     def __init__(self, loss, distributions, optimizer=torch.optim.Adam, optimizer_params=None,
-                 clip_grad_norm=None, clip_grad_value=None, test_loss=None, compile=False):
+                 clip_grad_norm=None, clip_grad_value=None, test_loss=None, compile=False, distributed=None):
         for name, value in (("loss", loss), ("test_loss", test_loss)):
             if value is not None and not isinstance(value, Loss):
                 raise TypeError(f"Model: {name} must be a pgm loss; got {type(value).__name__}.")
@@ -73,56 +113,161 @@ class Model:
             raise ValueError("Model: the distributions have no trainable parameters.")
         self.optimizer = optimizer(parameters, **(optimizer_params or {}))
         self.clip_grad_norm, self.clip_grad_value = clip_grad_norm, clip_grad_value
-        self.compile = compile
+        self.compile = _compile.check_mode(compile)
+        if distributed not in (None, True, False):
+            raise ValueError(f"Model: distributed must be True, False or None (automatic); got {distributed!r}.")
+        self.distributed = distributed
         self._checked = {"train": False, "test": False}
+        self._reference = parameters[0]  # where the parameters live, and their dtype
+        self._modules = list(self.distributions.modules())
+        self._users = [d for d in _unique(self.loss.distributions + self.test_loss.distributions + distributions)
+                       if isinstance(d, Distribution)]
+        self._seen_inputs = set()
+        self._engine, self._engine_device, self._compile_failed_once = None, None, False
+        self._ddp, self._world = None, None
 
     def __repr__(self):
         lines = [f"Model(loss = {self.loss}", f"  optimizer: {type(self.optimizer).__name__}"]
         lines += [f"  {d.prob_text}: {type(d).__name__}" for d in self.distributions]
         return "\n".join(lines) + ")"
 
-    def _evaluate(self, loss, inputs, params, mode):
-        first = not self._checked[mode]
-        with _validation(validation_enabled() and first):
-            value = loss.eval(inputs, **params)
-        if value.dim() != 0:
-            raise ValueError(
-                f"the loss is per example (shape {tuple(value.shape)}); reduce it over the batch with "
-                f".mean() or .sum() before training, e.g. Model((...).mean(), ...)."
-            )
-        self._checked[mode] = True
-        return value
-
+    # ------------------------------------------------------------- stepping
     def train(self, inputs, **params) -> float:
-        """One optimizer step on the batch ``inputs``; returns the loss before the step."""
-        self.distributions.train()
-        value = self._evaluate(self.loss, inputs, params, "train")
-        self.optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        parameters = [p for g in self.optimizer.param_groups for p in g["params"]]
-        if self.clip_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(parameters, self.clip_grad_norm)
-        if self.clip_grad_value is not None:
-            torch.nn.utils.clip_grad_value_(parameters, self.clip_grad_value)
-        self.optimizer.step()
-        return value.item()
+        """One optimizer step on the batch ``inputs``; returns the loss before the step.
+
+        With distributed training, the loss is averaged over the processes.
+        """
+        self._set_training(True)
+        self._prepare(inputs)
+        engine = self._step_engine()
+        if engine is not None:
+            if not self._checked["train"] and self.optimizer.state:
+                self._prime(inputs, params)
+            if self._checked["train"]:
+                return engine.train(inputs, params)
+        return self._eager_train(inputs, params)
 
     def test(self, inputs, **params) -> float:
         """The test loss on ``inputs`` in evaluation mode, without gradients."""
-        self.distributions.eval()
+        self._set_training(False)
+        self._prepare(inputs)
+        engine = self._step_engine()
+        if engine is not None and self._checked["test"]:
+            return engine.test(inputs, params).item()
         with torch.no_grad():
             return self._evaluate(self.test_loss, inputs, params, "test").item()
 
+    def fit(self, train_data, epochs, valid_data=None, *, checkpoint_dir=None, checkpoint_every=1, resume=None,
+            progress=True, tensorboard=None, params=None):
+        """Train for ``epochs`` epochs; returns the history, one dict per epoch. See :func:`pgm.models.fit`."""
+        from ._fit import fit
+        return fit(self, train_data, epochs, valid_data, checkpoint_dir=checkpoint_dir,
+                   checkpoint_every=checkpoint_every, resume=resume, progress=progress,
+                   tensorboard=tensorboard, params=params)
+
+    def _prime(self, inputs, params):
+        """Check a loaded model's parameters on an eager evaluation that changes nothing (evaluation mode, no
+        gradient, random state put back), so that its first step is compiled, as the same step of the run
+        it resumes was. (A fresh model's first step is eager: it also creates the optimizer's state.)"""
+        device = self._reference.device
+        self._set_training(False)
+        try:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+                self._forward(self.loss, inputs, params, distributed=False)
+        finally:
+            self._set_training(True)
+        self._checked["train"] = True
+
+    def _set_training(self, mode):
+        # Module.train() walks every submodule; skip it when nothing changed (it is most of a small step)
+        if any(m.training is not mode for m in self._modules):
+            self.distributions.train(mode)
+
+    def _prepare(self, inputs):
+        """Once per kind of input (names, devices, dtypes): check them; once per run: join the process group."""
+        if self._world is None:
+            self._world = _distributed.world_size() if _distributed.resolve(self.distributed) else 1
+        if not isinstance(inputs, dict):
+            return
+        ref = self._reference
+        key = (ref.device, ref.dtype,
+               *((k, v.device, v.dtype) if isinstance(v, torch.Tensor) else (k, _kind(v)) for k, v in inputs.items()))
+        if key not in self._seen_inputs:
+            _checks.check_inputs(inputs, self._users)
+            self._seen_inputs.add(key)
+
+    def _step_engine(self):
+        if self.compile is False or self._compile_failed_once:
+            return None
+        device = self._reference.device
+        if self._engine is None or self._engine_device != device:
+            mode = _compile.resolve_mode(self.compile, device, self._world > 1)
+            self._engine = _compile.build(mode, self, device, self._reference.dtype)
+            self._engine_device = device
+        return self._engine
+
+    def _compile_failed(self, kind, error, stacklevel=2):
+        _compile.fallback_warning(self.compile, kind, error, stacklevel=stacklevel)
+        self._engine, self._compile_failed_once = None, True
+
+    def _forward(self, loss, inputs, params, distributed=True):
+        """The loss on ``inputs``: through DistributedDataParallel when training data-parallel."""
+        if distributed and self._world is not None and self._world > 1:
+            if self._ddp is None:
+                self._ddp = _distributed.wrap(self.distributions, _evaluate, self._reference.device)
+            return self._ddp(loss, inputs, params)
+        return _evaluate(loss, inputs, params)
+
+    def _evaluate(self, loss, inputs, params, mode):
+        """The loss, with parameter checks as set globally on the first call of each mode and off after."""
+        if not self._checked[mode] or not validation_enabled():
+            value = self._forward(loss, inputs, params, distributed=mode == "train")
+        else:
+            with _validation(False):
+                value = self._forward(loss, inputs, params, distributed=mode == "train")
+        self._checked[mode] = True
+        return value
+
+    def _eager_train(self, inputs, params):
+        value = self._evaluate(self.loss, inputs, params, "train")
+        self.optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        loss = self._loss_value(value, inputs, params)
+        self._update()
+        return loss
+
+    def _loss_value(self, value, inputs, params):
+        """The loss as a float (averaged over processes); a non-finite one raises before the update."""
+        if self._world > 1:
+            loss = _distributed.mean(value)
+        else:
+            loss = value.item()
+        if not math.isfinite(loss):
+            raise _checks.non_finite_report(self.loss, inputs, params, self._users, loss)
+        return loss
+
+    def _update(self):
+        if self.clip_grad_norm is not None or self.clip_grad_value is not None:
+            parameters = [p for g in self.optimizer.param_groups for p in g["params"]]
+            if self.clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(parameters, self.clip_grad_norm)
+            if self.clip_grad_value is not None:
+                torch.nn.utils.clip_grad_value_(parameters, self.clip_grad_value)
+        self.optimizer.step()
+
+    # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
         return {"distributions": self.distributions.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state):
         self.distributions.load_state_dict(state["distributions"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self._engine = None  # a captured step holds the old optimizer state; build it again
 
     def save(self, path):
         """Save the parameters and the optimizer state (atomically)."""
         atomic_save(self.state_dict(), path)
 
     def load(self, path, map_location=None):
+        """Load what :meth:`save` wrote, or a checkpoint written by :meth:`fit`."""
         self.load_state_dict(torch.load(path, map_location=map_location, weights_only=True))

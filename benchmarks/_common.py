@@ -1,0 +1,108 @@
+"""What the benchmark scripts share: arguments, timing (interleaved rounds, medians) and the table."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def parser(description, configs):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--steps", type=int, default=200, help="timed steps per implementation (default: 200)")
+    p.add_argument("--warmup", type=int, default=20,
+                   help="untimed steps first, compilation included (default: 20)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="the timed steps are split into this many rounds that visit the implementations in turn, "
+                        "so that a slow spell of the machine hits them all alike (default: 5)")
+    p.add_argument("--configs", default=configs, help=f"configurations to run (default: {configs})")
+    p.add_argument("--impls", default=None,
+                   help="comma-separated subset of the implementations (default: every one that can run here)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def setup(args):
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # the same arithmetic for every implementation
+        torch.backends.cudnn.allow_tf32 = False
+    return device
+
+
+def describe(device):
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    import platform
+    return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def wanted(args, name):
+    return args.impls is None or name in [s.strip() for s in args.impls.split(",")]
+
+
+def measure(steps, args, device):
+    """``steps``: name -> a function running one training step and returning its loss as a float (which
+    synchronizes the device). Returns name -> (median ms per step, seconds of the warm-up steps)."""
+    warm = {}
+    for name, step in steps.items():
+        start = time.perf_counter()
+        for i in range(args.warmup):
+            step(i)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        warm[name] = time.perf_counter() - start
+    times = {name: [] for name in steps}
+    per_round = max(1, args.steps // max(1, args.rounds))
+    counter = args.warmup
+    for _ in range(max(1, args.rounds)):
+        for name, step in steps.items():
+            for _ in range(per_round):
+                start = time.perf_counter()
+                step(counter)
+                times[name].append(time.perf_counter() - start)
+                counter += 1
+    return {name: (1e3 * statistics.median(t), warm[name]) for name, t in times.items()}
+
+
+def table(rows, reference):
+    """rows: (configuration, implementation, median ms, warm-up s); ratios are to ``reference`` in each config."""
+    base = {c: ms for c, impl, ms, _ in rows if impl == reference}
+    lines = ["| configuration | implementation | median ms / step | ratio to " + reference + " | warm-up s |",
+             "| --- | --- | ---: | ---: | ---: |"]
+    for config, impl, ms, warm in rows:
+        ratio = f"{ms / base[config]:.2f}x" if config in base else "n/a"
+        lines.append(f"| {config} | {impl} | {ms:.2f} | {ratio} | {warm:.1f} |")
+    return "\n".join(lines)
+
+
+def capture_step(loss_fn, optimizer, static_inputs, device, warmup=3):
+    """The whole step (forward, backward, capturable optimizer) as one CUDA graph, by hand, as in
+    torch.cuda.graph's documentation; returns a step function copying new inputs into the static ones."""
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(*static_inputs).backward()
+            optimizer.step()
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        static_loss = loss_fn(*static_inputs)
+        static_loss.backward()
+        optimizer.step()
+
+    def step(*inputs):
+        for static, value in zip(static_inputs, inputs):
+            static.copy_(value, non_blocking=True)
+        graph.replay()
+        return static_loss.item()
+    return step

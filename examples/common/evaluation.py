@@ -1,0 +1,120 @@
+"""Test accuracy of the semi-supervised classifiers with both modalities or one, and the results files.
+
+The papers score a classifier with three inputs (PAPERS.md section 7):
+
+* ``x+w``: both modalities;
+* ``x`` / ``w``: one modality, the other set to zeros (a), or for the -kl models inferred through the
+  unimodal encoder q(a|x) / q(a|w) (c);
+* ``x_iterative`` / ``w_iterative``: the missing modality imputed by iterative sampling (b).
+
+A classifier here is a function ``classify(x (N, Dx), w (N, Dw)) -> class probabilities (N, K)``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import torch
+
+ACCURACY_KEYS = ("x", "w", "x+w", "x_iterative", "w_iterative", "x_zeroed", "w_zeroed")
+_HEADINGS = {"x": "x", "w": "w", "x+w": "x+w", "x_iterative": "x (iterative)", "w_iterative": "w (iterative)",
+             "x_zeroed": "x (w zeroed)", "w_zeroed": "w (x zeroed)"}
+
+
+def probabilities(logits_of, inputs):
+    """The class probabilities (N, K) of a categorical whose logits ``logits_of(inputs)`` returns."""
+    return torch.softmax(logits_of(inputs), -1)
+
+
+def marginal_classifier(q_a, q_y, samples=10):
+    """q(y|inputs) = E_q(a|inputs)[q(y|a)], a Monte Carlo average over ``samples`` draws of a.
+
+    q_a: the encoder of a (q(a|x,w), or a unimodal q(a|x)); q_y: the classifier q(y|a).
+    Returns ``classify(inputs: dict) -> (N, K)``.
+    """
+    def classify(inputs):
+        a = q_a.sample(inputs, sample_shape=[samples])[q_a.var[0]]  # (S, N, Da)
+        flat = a.reshape(-1, a.shape[-1])  # the networks (BatchNorm1d) take (batch, features)
+        probs = torch.softmax(q_y.get_params({q_a.var[0]: flat})["logits"], -1)
+        return probs.reshape(samples, len(a[0]), -1).mean(0)
+    return classify
+
+
+def with_zeros(classify):
+    """The three zero-filled settings of a joint classifier ``classify(x, w)``: "x", "w" and "x+w"."""
+    return {"x": lambda x, w: classify(x, torch.zeros_like(w)),
+            "w": lambda x, w: classify(torch.zeros_like(x), w),
+            "x+w": classify}
+
+
+def impute(q_a, decoder, inputs, steps):
+    """Iterative sampling (Rezende et al. 2014): fill ``decoder``'s variable in ``inputs`` by repeating ``steps``
+    times a ~ q(a|x,w), missing <- the Bernoulli mean of decoder p(missing|a), starting from uniform noise.
+
+    The mean rather than a Bernoulli draw: the data are grey levels in [0, 1], and the mean is their expected
+    value. Returns ``inputs`` with the missing variable replaced by its last imputation.
+    """
+    missing = decoder.var[0]
+    inputs = dict(inputs)
+    inputs[missing] = torch.rand_like(inputs[missing])
+    for _ in range(steps):
+        a = q_a.sample(inputs)[q_a.var[0]]
+        params = decoder.get_params({q_a.var[0]: a})
+        inputs[missing] = params["probs"] if "probs" in params else torch.sigmoid(params["logits"])
+    return inputs
+
+
+def accuracies(settings, test, model, seed=0, batch_size=1000):
+    """Test accuracy in percent of each classifier in ``settings`` {name: classify(x, w) -> (N, K)}.
+
+    Runs in evaluation mode (BatchNorm running statistics) without gradients, with its own seeded random
+    stream so that calling it during training leaves the training samples unchanged.
+    """
+    x, w, y = test
+    model.distributions.eval()
+    devices = [x.device] if x.device.type == "cuda" else []
+    out = {}
+    with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for name, classify in settings.items():
+            correct = 0
+            for start in range(0, len(x), batch_size):
+                end = start + batch_size
+                predicted = classify(x[start:end], w[start:end]).argmax(-1)
+                correct += (predicted == y[start:end].argmax(-1)).sum().item()
+            out[name] = 100.0 * correct / len(x)
+    return out
+
+
+def write_results(out, model_name, results, args, description, objective, history=None):
+    """Print the accuracy table and write ``out``/results.json, results.md and results.csv.
+
+    results:     {"x": %, "w": %, "x+w": %, ...} (keys from ACCURACY_KEYS, in that order in the table).
+    args:        the parsed command line, saved as the settings.
+    description: the data's one-line description; objective: the objective's LaTeX.
+    """
+    out = Path(out)
+    keys = [k for k in ACCURACY_KEYS if k in results] + [k for k in results if k not in ACCURACY_KEYS]
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    record = {**{k: results[k] for k in keys}, "model": model_name, "data": description,
+              "labels": args.labels, "epochs": args.epochs, "seed": args.seed, "objective": objective,
+              "settings": settings}
+    if history is not None:
+        record["history"] = history
+    (out / "results.json").write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
+    headings = [_HEADINGS.get(k, k) for k in keys]
+    cells = [f"{results[k]:.2f}" if isinstance(results[k], float) and math.isfinite(results[k]) else str(results[k])
+             for k in keys]
+    table = "\n".join([f"| model | {' | '.join(headings)} |", "|---" * (len(keys) + 1) + "|",
+                       f"| {model_name} | {' | '.join(cells)} |"])
+    markdown = (f"# {model_name}: test accuracy (%)\n\nData: {description}.\n"
+                f"Epochs: {args.epochs}, seed: {args.seed}.\n\n{table}\n\nLoss (minimized, the negative objective):\n\n$$\n{objective}\n$$\n")
+    (out / "results.md").write_text(markdown)
+    with open(out / "results.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["model", *keys])
+        writer.writerow([model_name, *(f"{results[k]:.4f}" for k in keys)])
+    print(f"\nTest accuracy (%) on {description}:\n{table}\nResults in {out}/")
+    return record

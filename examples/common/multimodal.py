@@ -1,0 +1,332 @@
+"""What the unsupervised multimodal scripts (vae, mvae, jmvae, jmvae_kl) share: the scores and figures they report.
+
+* :func:`lrap`: label ranking average precision of a logistic regression from latent codes to labels
+  (the MVAE paper's score of a representation, PAPERS.md section 2).
+* :func:`importance_log_likelihood` and :func:`conditional_log_likelihood`: importance-sampled test
+  log-likelihoods with :class:`pgm.losses.IWAE` (the JMVAE paper's joint and conditional log-likelihoods);
+  :func:`multimodal_log_likelihoods` puts them together for a two-modality model.
+* :func:`cross_modal_figure`: one modality generated from the other, as a PNG grid.
+* :func:`write_results`: results.json / .md / .csv for scores that are not accuracies.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pgm.distributions import Bernoulli, Normal
+from pgm.losses import IWAE
+
+from .networks import Gaussian, Join, Logits, mlp
+
+
+# ---------------------------------------------------------------------------------------------- networks
+class Code(nn.Module):
+    """A body followed by a linear layer: {"loc": (B, out)}, the code of a ``Deterministic`` (autoencoder) encoder."""
+
+    def __init__(self, body: Join, out_features: int):
+        super().__init__()
+        self.body = body
+        self.loc = nn.Linear(body.out_features, out_features)
+
+    def forward(self, *inputs):
+        return {"loc": self.loc(self.body(*inputs))}
+
+
+class UnitGaussian(nn.Module):
+    """A body followed by a linear layer: {"loc": (B, out), "scale": 1}, a Gaussian decoder whose log-density is a
+    negative squared error (up to a constant), for real-valued modalities."""
+
+    def __init__(self, body: Join, out_features: int):
+        super().__init__()
+        self.body = body
+        self.loc = nn.Linear(body.out_features, out_features)
+
+    def forward(self, *inputs):
+        loc = self.loc(self.body(*inputs))
+        return {"loc": loc, "scale": torch.ones_like(loc)}
+
+
+def decoder(variable, latent, hidden, features, values, name="p", cond="z"):
+    """p(variable|z) with a z-DkBR-DkBR body: Bernoulli when the training ``values`` lie in [0, 1] (images,
+    tags), else a unit-variance Gaussian (real-valued features), as PAPERS.md section 2 describes."""
+    signature = f"{name}({variable}|{cond})"
+    if bool(((values >= 0) & (values <= 1)).all()):
+        return Bernoulli(signature, net=Logits(mlp(latent, [hidden, hidden]), features))
+    return Normal(signature, net=UnitGaussian(mlp(latent, [hidden, hidden]), features))
+
+
+# ------------------------------------------------------------------------------------------------- data
+def training_pairs(paired):
+    """Every training pair (x (N, Dx), w (N, Dw)) of a ``data.PairedData``, labelled and unlabelled together.
+
+    With ``labels="all"`` the unlabelled set already is the whole training set (and equals the labelled one).
+    """
+    (x_l, w_l, _), (x_u, w_u) = paired.labelled, paired.unlabelled
+    if x_l.shape == x_u.shape and torch.equal(x_l, x_u) and torch.equal(w_l, w_u):
+        return x_u, w_u
+    return torch.cat([x_l, x_u]), torch.cat([w_l, w_u])
+
+
+def unsupervised(paired):
+    """``paired`` with every training pair in ``unlabelled``, for models trained without labels by
+    ``training.train`` (which passes over ``unlabelled``)."""
+    return dataclasses.replace(paired, unlabelled=training_pairs(paired))
+
+
+def _evaluating(*modules):
+    """Put ``modules`` in evaluation mode; returns a function that restores the mode of each of their submodules."""
+    modes = [(m, m.training) for module in modules for m in module.modules()]
+    for module in modules:
+        module.eval()
+
+    def restore():
+        for m, mode in modes:
+            m.training = mode
+    return restore
+
+
+@torch.no_grad()
+def encode(q, inputs, batch_size=1000):
+    """One sample of q's variable for each row of ``inputs`` (a dict of (N, ...) tensors), in evaluation mode.
+
+    For a ``Deterministic`` encoder the sample is its code. Returns (N, Dz).
+    """
+    restore = _evaluating(q)
+    n = len(next(iter(inputs.values())))
+    codes = [q.sample({k: v[i:i + batch_size] for k, v in inputs.items()})[q.var[0]]
+             for i in range(0, n, batch_size)]
+    restore()
+    return torch.cat(codes)
+
+
+@torch.no_grad()
+def generate(q, decoder, inputs, batch_size=1000):
+    """The mean of ``decoder`` (e.g. p(w|z)) at one sample z ~ q(z|inputs), in evaluation mode: (N, D).
+
+    The mean of a Bernoulli is its ``probs`` (sigmoid of the logits), of a Normal its ``loc``.
+    """
+    restore = _evaluating(q, decoder)
+    n = len(next(iter(inputs.values())))
+    means = []
+    for i in range(0, n, batch_size):
+        z = q.sample({k: v[i:i + batch_size] for k, v in inputs.items()})[q.var[0]]
+        params = decoder.get_params({q.var[0]: z})
+        means.append(params["probs"] if "probs" in params else
+                     torch.sigmoid(params["logits"]) if "logits" in params else params["loc"])
+    restore()
+    return torch.cat(means)
+
+
+# ------------------------------------------------------------------------------------------------- LRAP
+def lrap(train_codes, train_labels, test_codes, test_labels, seed=0):
+    """Label ranking average precision on the test codes of a logistic regression fitted on the training codes.
+
+    train_codes (N, D), test_codes (M, D): latent codes; train_labels (N, K), test_labels (M, K): one-hot
+    (single-label, a multinomial logistic regression) or multi-hot (multi-label, one logistic regression per
+    label, ``OneVsRestClassifier``). The codes are standardized with the training codes' mean and deviation.
+    LRAP averages, over test rows and their true labels l, the fraction of the labels ranked at or above l
+    that are true; for single-label data it is the mean reciprocal rank of the true class (1 is perfect; a
+    random ranking of K classes scores (1 + 1/2 + ... + 1/K) / K, 0.29 for K = 10). Returns a float in (0, 1].
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import label_ranking_average_precision_score
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    as_numpy = lambda t: t.detach().cpu().numpy() if torch.is_tensor(t) else np.asarray(t)  # noqa: E731
+    train_codes, train_labels, test_codes, test_labels = map(as_numpy, (train_codes, train_labels, test_codes,
+                                                                         test_labels))
+    classes = train_labels.shape[1]
+    single = bool((train_labels.sum(1) == 1).all() and (test_labels.sum(1) == 1).all())
+    regression = LogisticRegression(max_iter=1000, random_state=seed)
+    with warnings.catch_warnings():
+        # a few unconverged iterations do not change a ranking; a label absent from the training rows is
+        # predicted as always absent, which OneVsRestClassifier reports as a warning
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.filterwarnings("ignore", message="Label .* is present in all training examples")
+        if single:
+            model = make_pipeline(StandardScaler(), regression).fit(train_codes, train_labels.argmax(1))
+            scores = np.full((len(test_codes), classes), -np.inf)
+            scores[:, model.classes_] = model.predict_log_proba(test_codes)
+        else:
+            model = make_pipeline(StandardScaler(), OneVsRestClassifier(regression)).fit(train_codes, train_labels)
+            scores = model.predict_proba(test_codes)
+    return float(label_ranking_average_precision_score(test_labels, scores))
+
+
+# ------------------------------------------------------------------------------------ log-likelihoods
+@torch.no_grad()
+def importance_log_likelihood(p, q, inputs, samples=1000, batch_size=100):
+    r"""Per-example importance-sampled :math:`\log p(\text{data})` with proposal ``q``: (N,).
+
+    :math:`\log \frac{1}{K}\sum_k p(\text{data}, z_k) / q(z_k|\cdot)`, :math:`z_k \sim q`, K = ``samples``
+    (:class:`pgm.losses.IWAE`): a lower bound on the log-likelihood that tightens as K grows, exact when q is
+    the true posterior. ``p`` is the joint over the data and q's latent (e.g. ``p_x * p_w * prior``);
+    ``inputs`` holds every variable p and q condition on, (N, ...) each. Runs in evaluation mode, in chunks of
+    ``batch_size`` rows.
+    """
+    estimate = IWAE(p, q, sample_shape=samples)
+    restore = _evaluating(p, q)
+    n = len(next(iter(inputs.values())))
+    values = [estimate.eval({k: v[i:i + batch_size] for k, v in inputs.items()}) for i in range(0, n, batch_size)]
+    restore()
+    return torch.cat(values)
+
+
+def conditional_log_likelihood(joint, joint_proposal, marginal, marginal_proposal, inputs, marginal_inputs=None,
+                               samples=1000, batch_size=100):
+    r"""Per-example :math:`\log p(x|w) \approx \log p(x,w) - \log p(w)`, each term importance-sampled: (N,).
+
+    The estimator of the JMVAE paper: :math:`\log p(x,w)` by :func:`importance_log_likelihood` of ``joint``
+    (p(x,w,z)) under ``joint_proposal`` (q(z|x,w)) on ``inputs``, minus :math:`\log p(w)` of ``marginal``
+    (p(w,z)) under ``marginal_proposal`` (q(z|w), or the joint encoder given ``marginal_inputs`` with x
+    zeroed) on ``marginal_inputs`` (default ``inputs``). Each term is a lower bound; their difference is not a
+    bound, but it converges to :math:`\log p(x|w)` as K = ``samples`` grows, and is exact with exact posteriors.
+    """
+    log_joint = importance_log_likelihood(joint, joint_proposal, inputs, samples, batch_size)
+    log_marginal = importance_log_likelihood(marginal, marginal_proposal,
+                                             inputs if marginal_inputs is None else marginal_inputs,
+                                             samples, batch_size)
+    return log_joint - log_marginal
+
+
+def multimodal_log_likelihoods(p_x, p_w, prior, q, x, w, q_x=None, q_w=None, samples=1000, batch_size=100):
+    r"""Mean test :math:`\log p(x,w)`, :math:`\log p(x|w)` and :math:`\log p(w|x)` of a two-modality model.
+
+    p_x, p_w: p(x|z), p(w|z); prior: p(z); q: the joint encoder q(z|x,w); x (N, Dx), w (N, Dw).
+    q_x, q_w: unimodal encoders q(z|x), q(z|w) (JMVAE-kl) used as the proposals of p(x), p(w); without
+    them the joint encoder is used with the other modality set to zeros (JMVAE): any proposal gives a consistent
+    estimate, but one far from the posterior needs more samples, so this one is the looser at a given K.
+    Returns {"log p(x,w)": float, "log p(x|w)": float, "log p(w|x)": float}.
+    """
+    zeros_x, zeros_w = torch.zeros_like(x), torch.zeros_like(w)
+    both = {"x": x, "w": w}
+    log_joint = importance_log_likelihood(p_x * p_w * prior, q, both, samples, batch_size)
+    log_p_w = (importance_log_likelihood(p_w * prior, q, {"x": zeros_x, "w": w}, samples, batch_size) if q_w is None
+               else importance_log_likelihood(p_w * prior, q_w, {"w": w}, samples, batch_size))
+    log_p_x = (importance_log_likelihood(p_x * prior, q, {"x": x, "w": zeros_w}, samples, batch_size) if q_x is None
+               else importance_log_likelihood(p_x * prior, q_x, {"x": x}, samples, batch_size))
+    return {"log p(x,w)": log_joint.mean().item(), "log p(x|w)": (log_joint - log_p_w).mean().item(),
+            "log p(w|x)": (log_joint - log_p_x).mean().item()}
+
+
+# ---------------------------------------------------------------------------------------------- figures
+def cross_modal_figure(path, rows, image_shape, columns=8, title=None):
+    """Save a grid of pairs (x | w), one row per entry of ``rows``, as a PNG.
+
+    rows: {label: (x (N, Dx), w (N, Dw))}, e.g. {"data": (x, w), "w generated from x": (x, w_from_x), ...};
+    the first ``columns`` pairs of each row are shown, x and w side by side (each reshaped to
+    ``image_shape`` (H, W)), so for the halves pairing each cell is a whole digit.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+
+    height, width = image_shape
+    figure, axes = plt.subplots(len(rows), 1, figsize=(1.2 * columns, 1.5 * len(rows)), squeeze=False)
+    for axis, (label, (x, w)) in zip(axes[:, 0], rows.items()):
+        x, w = x[:columns].detach().cpu(), w[:columns].detach().cpu()
+        cells = torch.cat([x.reshape(-1, 1, height, width), w.reshape(-1, 1, height, width)], dim=3)
+        grid = make_grid(cells.clamp(0, 1), nrow=columns, padding=1, pad_value=1.0)
+        axis.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axis.set_title(label, fontsize=10, loc="left")
+        axis.axis("off")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+# ---------------------------------------------------------------------------------------------- results
+def write_results(out, title, table, args, description, objective, history=None, flat=True):
+    """Print a table of scores and write ``out``/results.json, results.md and results.csv.
+
+    table: {row (a model): {column (a score): float}}. results.json holds the scores at its top level when
+    ``flat`` (one model: {"ELBO": ..., ...}), else one dict per model ({"AE": {"setting 1": ...}, ...}),
+    beside the data's description, the settings, the objective's LaTeX and the training history.
+    """
+    out = Path(out)
+    columns = []
+    for scores in table.values():
+        columns.extend(c for c in scores if c not in columns)
+    scores = next(iter(table.values())) if flat and len(table) == 1 else table
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    record = {**scores, "model": ", ".join(table), "data": description, "labels": args.labels,
+              "epochs": args.epochs, "seed": args.seed, "objective": objective, "settings": settings}
+    if history is not None:
+        record["history"] = history
+    (out / "results.json").write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
+    def cell(value):
+        if isinstance(value, float) and math.isfinite(value):
+            return f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}"
+        return "" if value is None else str(value)
+
+    lines = [f"| model | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| {row} | {' | '.join(cell(s.get(c)) for c in columns)} |" for row, s in table.items()]
+    text = "\n".join(lines)
+    objectives = objective if isinstance(objective, dict) else {"": objective}
+    maths = "\n\n".join(f"{name}\n$$\n{latex}\n$$" if name else f"$$\n{latex}\n$$"
+                        for name, latex in objectives.items())
+    (out / "results.md").write_text(f"# {title}\n\nData: {description}.\nEpochs: {args.epochs}, seed: {args.seed}."
+                                    f"\n\n{text}\n\nObjective (maximized):\n\n{maths}\n")
+    with open(out / "results.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["model", *columns])
+        writer.writerows([row, *(s.get(c, "") for c in columns)] for row, s in table.items())
+    print(f"\n{title} on {description}:\n{text}\nResults in {out}/")
+    return record
+
+
+# ---------------------------------------------------------------------------------------------- options
+def add_arguments(parser, latent=64, iw_samples=1000):
+    """Add --latent (the size of z) and --iw-samples (K of the importance-sampled log-likelihoods)."""
+    group = parser.add_argument_group("model and evaluation")
+    group.add_argument("--latent", type=int, default=latent, help=f"size of the latent z (default: {latent})")
+    group.add_argument("--iw-samples", type=int, default=iw_samples,
+                       help=f"importance samples K of the test log-likelihoods (default: {iw_samples})")
+    return parser
+
+
+# ------------------------------------------------------------------------------------ JMVAE (-kl) parts
+def joint_model(x, w, hidden, latent):
+    """p(x|z), p(w|z), p(z) and the joint encoder q(z|x,w) of JMVAE (PAPERS.md section 2, 512-wide for MNIST):
+    q(z|x,w): (x-DkBR-DkBR, w-DkBR-DkBR)-DkBR, Gaussian heads D``latent``; decoders z-DkBR-DkBR, then Dx / Dw
+    (Bernoulli for data in [0, 1]). x (N, Dx), w (N, Dw): training data, for the sizes and the likelihoods."""
+    dx, dw = x.shape[1], w.shape[1]
+    p_x = decoder("x", latent, hidden, dx, x)
+    p_w = decoder("w", latent, hidden, dw, w)
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[latent])
+    q = Normal("q(z|x,w)", net=Gaussian(Join([dx, dw], [[hidden, hidden], [hidden, hidden]], [hidden]), latent))
+    return p_x, p_w, prior, q
+
+
+def evaluate_joint_model(out, paired, p_x, p_w, prior, q, q_x=None, q_w=None, samples=1000, title=None):
+    """Test log-likelihoods (:func:`multimodal_log_likelihoods`) and, for image data, the cross-modal generation
+    figure ``out``/cross_modal_generation.png. Without unimodal encoders q_x, q_w, one modality alone is
+    encoded by the joint encoder with the other set to zeros. Returns the scores dict."""
+    x, w, _ = paired.test
+    scores = multimodal_log_likelihoods(p_x, p_w, prior, q, x, w, q_x=q_x, q_w=q_w, samples=samples)
+    if paired.image_shape is not None:
+        both, zeros_x, zeros_w = {"x": x, "w": w}, torch.zeros_like(x), torch.zeros_like(w)
+        from_x = generate(q, p_w, {"x": x, "w": zeros_w}) if q_x is None else generate(q_x, p_w, {"x": x})
+        from_w = generate(q, p_x, {"x": zeros_x, "w": w}) if q_w is None else generate(q_w, p_x, {"w": w})
+        by = lambda encoder: f"{q.prob_text}, the other zeroed" if encoder is None else encoder.prob_text  # noqa: E731
+        cross_modal_figure(Path(out) / "cross_modal_generation.png", {
+            "test pairs (x | w)": (x, w),
+            f"reconstructed from both, z ~ {q.prob_text}": (generate(q, p_x, both), generate(q, p_w, both)),
+            f"w generated from x, z ~ {by(q_x)}": (x, from_x),
+            f"x generated from w, z ~ {by(q_w)}": (from_w, w)}, paired.image_shape, title=title)
+    return scores

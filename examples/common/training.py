@@ -1,0 +1,143 @@
+"""Command-line options, seeding and the semi-supervised training loop the example scripts share.
+
+A script uses it as::
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    training.add_arguments(parser, __file__)
+    data.add_arguments(parser)
+    args = parser.parse_args(argv)
+    out, device = training.setup(args)
+    paired = training.to_device(data.from_args(args), device)
+    ...
+    history = training.train(model, paired, args, out, params={"alpha": 1.0}, monitor=...)
+
+The loop lives here only, so that it can become ``model.fit(...)`` in one place.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data
+
+
+def add_arguments(parser, script, epochs=500, batch_size=512, lr=1e-3, hidden=512):
+    """Add --epochs --batch-size --lr --hidden --device --seed --out --eval-every (defaults: the papers' settings).
+
+    ``script`` (the caller's ``__file__``) names the default results folder ``results/<script name>``.
+    """
+    name = Path(script).stem
+    group = parser.add_argument_group("training")
+    group.add_argument("--epochs", type=int, default=epochs, help=f"passes over the unlabelled set (default: {epochs})")
+    group.add_argument("--batch-size", type=int, default=batch_size,
+                       help=f"unlabelled (and at most labelled) examples per step (default: {batch_size})")
+    group.add_argument("--lr", type=float, default=lr, help=f"Adam learning rate (default: {lr:g})")
+    group.add_argument("--hidden", type=int, default=hidden,
+                       help=f"width of every hidden DkBR layer (default: {hidden}, the papers')")
+    group.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                       help="torch device (default: cuda when available, else cpu)")
+    group.add_argument("--seed", type=int, default=0, help="seed of the data split, initialization and sampling")
+    group.add_argument("--out", type=Path, default=Path("results") / name,
+                       help=f"results folder (default: results/{name})")
+    group.add_argument("--eval-every", type=int, default=10,
+                       help="test accuracy (x+w) for the learning curves every this many epochs; 0: never "
+                            "(default: 10)")
+    return parser
+
+
+def setup(args):
+    """Seed python, numpy and torch with ``args.seed``, create ``args.out``; return (out folder, device)."""
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out, torch.device(args.device)
+
+
+def load_data(args, device):
+    """The paired data of ``args`` (see common.data) on ``device``; single-label only (the classifiers are
+    categorical)."""
+    paired = data.from_args(args)
+    if paired.multilabel:
+        raise ValueError("the semi-supervised models classify into one of K classes; the features given are "
+                         "multi-label. Use single-label y (N,) integer classes.")
+    return to_device(paired, device)
+
+
+def to_device(paired, device):
+    """``paired`` (a data.PairedData) with every tensor moved to ``device``."""
+    move = lambda tensors: tuple(t.to(device) for t in tensors)  # noqa: E731
+    return dataclasses.replace(paired, labelled=move(paired.labelled), unlabelled=move(paired.unlabelled),
+                               test=move(paired.test))
+
+
+def train(model, paired, args, out=None, params=None, prepare=None, monitor=None):
+    """Train ``model`` for ``args.epochs`` passes over ``paired.unlabelled``, the labelled set cycled alongside.
+
+    Each step is ``model.train({"labelled": {"x", "w", "y"}, "unlabelled": {"x", "w"}}, **params)``;
+    ``prepare(labelled, unlabelled)`` may rebuild that inputs dict (e.g. M2 concatenates x and w).
+    ``monitor()`` returns a dict of numbers (e.g. test accuracy) recorded every ``args.eval_every`` epochs
+    and after the last. With ``out``, saves ``out/model.pt`` and ``out/learning_curves.png`` at the end.
+
+    Returns the history: {"epoch": [1, 2, ...], "loss": [mean training loss of each epoch],
+    "seconds": [training time of each epoch], "monitor_epoch": [...], <monitor key>: [...]}.
+    """
+    from tqdm.auto import tqdm
+
+    params = params or {}
+    prepare = prepare or (lambda labelled, unlabelled: {"labelled": labelled, "unlabelled": unlabelled})
+    generator = torch.Generator().manual_seed(args.seed)
+    history = {"epoch": [], "loss": [], "seconds": [], "monitor_epoch": []}
+    interactive = sys.stderr.isatty()
+    bar = tqdm(range(1, args.epochs + 1), desc="epochs", disable=not interactive, dynamic_ncols=True)
+    for epoch in bar:
+        start = time.perf_counter()
+        losses = [model.train(prepare(labelled, unlabelled), **params)
+                  for labelled, unlabelled in data.semi_supervised_batches(paired, args.batch_size, generator)]
+        history["epoch"].append(epoch)
+        history["loss"].append(float(np.mean(losses)))
+        history["seconds"].append(time.perf_counter() - start)
+        status = {"loss": f"{history['loss'][-1]:.4g}"}
+        if monitor is not None and ((args.eval_every and epoch % args.eval_every == 0) or epoch == args.epochs):
+            history["monitor_epoch"].append(epoch)
+            for key, value in monitor().items():
+                history.setdefault(key, []).append(float(value))
+                status[key] = f"{value:.4g}"
+            if not interactive:
+                print(f"epoch {epoch}/{args.epochs} ({history['seconds'][-1]:.2f} s): "
+                      + ", ".join(f"{k} {v}" for k, v in status.items()), flush=True)
+        bar.set_postfix(status, refresh=False)
+    bar.close()
+    if out is not None:
+        model.save(Path(out) / "model.pt")
+        plot_learning_curves(history, Path(out) / "learning_curves.png")
+    return history
+
+
+def plot_learning_curves(history, path):
+    """Training loss per epoch and, beside it, the monitored values (e.g. test accuracy) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monitored = [k for k in history if k not in ("epoch", "loss", "seconds", "monitor_epoch")]
+    figure, axes = plt.subplots(1, 1 + bool(monitored), figsize=(5 + 4.5 * bool(monitored), 3.5), squeeze=False)
+    axes = axes[0]
+    axes[0].plot(history["epoch"], history["loss"])
+    axes[0].set(xlabel="epoch", ylabel="training loss (-J)", title="loss")
+    for key in monitored:
+        axes[1].plot(history["monitor_epoch"], history[key], marker="o", markersize=3, label=key)
+    if monitored:
+        axes[1].set(xlabel="epoch", title="test")
+        axes[1].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

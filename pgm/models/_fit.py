@@ -1,0 +1,394 @@
+"""``Model.fit``: epochs over data, with a progress bar, validation, checkpoints and exact resumption."""
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import sys
+import threading
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from . import _distributed
+from ._checks import NonFiniteLossError, flat_inputs
+
+_CHECKPOINT = re.compile(r"^epoch-(\d+)(?:-batch-(\d+))?\.pt$")
+
+
+def checkpoint_name(epoch, batch=0):
+    """``epoch-0003.pt`` after 3 epochs; ``epoch-0003-batch-000017.pt`` 17 batches into the 4th."""
+    return f"epoch-{epoch:04d}.pt" if batch == 0 else f"epoch-{epoch:04d}-batch-{batch:06d}.pt"
+
+
+def latest_checkpoint(folder):
+    """The checkpoint in ``folder`` furthest into training, or None."""
+    if folder is None or not os.path.isdir(folder):
+        return None
+    found = []
+    for name in os.listdir(folder):
+        match = _CHECKPOINT.match(name)
+        if match:
+            found.append((int(match[1]), int(match[2] or 0), name))
+    return os.path.join(folder, max(found)[2]) if found else None
+
+
+# ------------------------------------------------------------------ random state
+def _generators(data):
+    """The torch generators a DataLoader shuffles with, if it was given its own."""
+    out = []
+    for owner in (data, getattr(data, "sampler", None), getattr(getattr(data, "batch_sampler", None), "sampler", None)):
+        g = getattr(owner, "generator", None)
+        if isinstance(g, torch.Generator) and all(g is not o for o in out):
+            out.append(g)
+    return out
+
+
+def get_rng_state(generators=()):
+    """Every random state training uses: torch (CPU and CUDA), numpy, Python, and the data's generators."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else [],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": random.getstate(),
+        "data": [g.get_state() for g in generators],
+    }
+
+
+def set_rng_state(state, generators=()):
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    for g, s in zip(generators, state["data"]):
+        g.set_state(s)
+
+
+# ------------------------------------------------------------------------ data
+class _Data:
+    """Batches for one epoch at a time from a re-iterable or from a function returning an iterable."""
+
+    def __init__(self, data, name):
+        self.name = name
+        if callable(data) and not isinstance(data, Iterable):
+            self.make = data
+        elif isinstance(data, Iterable):
+            if iter(data) is data:
+                raise TypeError(
+                    f"fit: {name} is an iterator (e.g. a generator), which is used up after one epoch; pass a "
+                    f"list of batches, a DataLoader, or a function that returns a new iterator each epoch: "
+                    f"fit(lambda: batches(...), ...)."
+                )
+            self.make = lambda: data
+        else:
+            raise TypeError(f"fit: {name} must be an iterable of input dicts (e.g. a DataLoader yielding dicts) "
+                            f"or a function returning one; got {type(data).__name__}.")
+        self.data = data
+        self.generators = _generators(data)
+
+    def sized(self):
+        try:
+            return len(self.data)
+        except TypeError:
+            return None
+
+    def epoch(self, epoch):
+        sampler = getattr(self.data, "sampler", None)
+        if hasattr(sampler, "set_epoch"):  # DistributedSampler shuffles per epoch
+            sampler.set_epoch(epoch)
+        return iter(self.make())
+
+    def check(self, batch):
+        if not isinstance(batch, dict):
+            raise TypeError(
+                f"fit: each batch of {self.name} must be a dict of inputs such as {{'x': x}}; got "
+                f"{type(batch).__name__}. For a DataLoader over a TensorDataset, pass a function that names the "
+                f"tensors: fit(lambda: ({{'x': x}} for (x,) in loader), ...)."
+            )
+        return batch
+
+
+def _batch_size(batch):
+    """The first dimension of the first input (of the first named data set, for those)."""
+    for _, _, value in flat_inputs(batch):
+        if value.dim() > 0:
+            return value.shape[0]
+    return 1
+
+
+def _params_for(params, epoch):
+    if params is None:
+        return {}
+    value = params(epoch) if callable(params) else params
+    if not isinstance(value, dict):
+        raise TypeError(f"fit: params must be a dict of Parameter values, or a function of the epoch returning "
+                        f"one (e.g. lambda epoch: {{'beta': min(1.0, epoch / 10)}}); got {type(value).__name__}.")
+    return value
+
+
+# -------------------------------------------------------------------- logging
+def _tensorboard(tensorboard):
+    if tensorboard is None or tensorboard is False:
+        return None, False
+    if hasattr(tensorboard, "add_scalar"):
+        return tensorboard, False
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as error:
+        raise ImportError(
+            "fit(tensorboard=...) logs through torch.utils.tensorboard, which needs the tensorboard package: "
+            "pip install tensorboard (or pass tensorboard=None)."
+        ) from error
+    return SummaryWriter(log_dir=os.fspath(tensorboard)), True
+
+
+class _Quiet:
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def update(self, n=1):
+        pass
+
+    def set_postfix(self, *args, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def _bar(progress, total, initial, description):
+    if not progress:
+        return _Quiet()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _Quiet()
+    return tqdm(total=total, initial=initial, desc=description, unit="batch", dynamic_ncols=True, leave=True)
+
+
+def _summary(record):
+    parts = [f"epoch {record['epoch']}", f"train loss {record['train_loss']:.6g}"]
+    if "valid_loss" in record:
+        parts.append(f"valid loss {record['valid_loss']:.6g}")
+    return ", ".join(parts)
+
+
+# -------------------------------------------------------------------- interrupts
+class _Interrupt:
+    """The first Ctrl-C asks to stop after the current step (and save); a second stops at once."""
+
+    def __init__(self, enabled):
+        self.enabled, self.requested, self._previous = enabled, False, None
+
+    def __enter__(self):
+        if (self.enabled and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nfit: interrupted; stopping after this step (press Ctrl-C again to stop at once).",
+              file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+# ------------------------------------------------------------------ the loop
+class _Run:
+    """The position of a run (epochs and batches done, the epoch's partial loss) and its checkpoints."""
+
+    def __init__(self, model, folder, train):
+        self.model, self.folder, self.train = model, folder, train
+        self.history, self.epoch, self.batch = [], 0, 0
+        self.total, self.count = 0.0, 0
+        self.epoch_rng, self.resume_rng = None, None
+        self.last_checkpoint = None
+        self.main = _distributed.rank() == 0
+
+    def restore(self, path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"fit: resume={os.fspath(path)!r}: no such checkpoint file.")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        position = state.get("fit") if isinstance(state, dict) else None
+        if position is None:
+            raise ValueError(
+                f"fit: {os.fspath(path)!r} is not a checkpoint written by fit (it holds no training position); "
+                f"load its parameters with model.load(path) and call fit without resume=."
+            )
+        self.model.load_state_dict(state)
+        self.history = list(position["history"])
+        self.epoch, self.batch = position["epoch"], position["batch"]
+        self.total, self.count = position["partial"]
+        rank = _distributed.rank()
+        if self.batch:
+            self.epoch_rng = position["epoch_rng"][min(rank, len(position["epoch_rng"]) - 1)]
+        rng = position["rng"][min(rank, len(position["rng"]) - 1)]
+        if self.batch:
+            self.resume_rng = rng  # put back once the epoch's first batches are skipped
+        else:
+            set_rng_state(rng, self.train.generators)
+        self.last_checkpoint = os.fspath(path)
+
+    def save(self):
+        """Write a checkpoint of the current position (every process takes part; the first one writes)."""
+        rng = _distributed.gather(get_rng_state(self.train.generators))
+        epoch_rng = _distributed.gather(self.epoch_rng) if self.batch else None
+        path = os.path.join(self.folder, checkpoint_name(self.epoch, self.batch))
+        if self.main:
+            from .model import atomic_save
+            state = self.model.state_dict()
+            state["fit"] = {"epoch": self.epoch, "batch": self.batch, "history": self.history,
+                            "partial": [self.total, self.count], "rng": rng, "epoch_rng": epoch_rng,
+                            "world_size": len(rng)}
+            atomic_save(state, path)
+        _distributed.barrier()
+        self.last_checkpoint = path
+        return path
+
+
+def fit(model, train_data, epochs, valid_data=None, *, checkpoint_dir=None, checkpoint_every=1, resume=None,
+        progress=True, tensorboard=None, params=None):
+    """Train ``model`` for ``epochs`` epochs over ``train_data``; returns the history, one dict per epoch.
+
+    Args:
+        train_data / valid_data: batches, each a dict of inputs such as ``{"x": x}``: a list, a DataLoader
+            yielding dicts, or a function returning a new iterable each epoch.
+        epochs: the number of epochs to have trained in all (a resumed run counts the epochs done before).
+        checkpoint_dir: where checkpoints go: ``epoch-0003.pt`` after 3 epochs, every ``checkpoint_every``
+            epochs and after the last. Each holds the model, the optimizer, the random states (torch, CUDA,
+            numpy, Python, the data's generators), the position and the history, written atomically.
+            A first Ctrl-C stops after the current step and writes ``epoch-0003-batch-000017.pt`` before
+            raising ``KeyboardInterrupt``; a second stops at once.
+        resume: a checkpoint path, or ``"latest"`` (the furthest in ``checkpoint_dir``; none there starts
+            afresh). Training continues exactly as if it had never stopped.
+        progress: show a tqdm progress bar with the running loss (when tqdm is installed).
+        tensorboard: a log folder or a ``SummaryWriter``: logs ``loss/train`` and ``loss/valid`` per epoch.
+        params: :class:`~pgm.losses.Parameter` values: a dict, or a function of the epoch (1 for the first)
+            returning one, e.g. ``lambda epoch: {"beta": min(1.0, epoch / 10)}``.
+
+    Returns:
+        ``[{"epoch": 1, "train_loss": ..., "valid_loss": ...}, ...]``: the batch-size weighted mean losses
+        (``valid_loss`` only with ``valid_data``).
+
+    A non-finite loss raises :class:`NonFiniteLossError` naming the terms and the last good checkpoint,
+    which it leaves as it is (no checkpoint is written after a non-finite loss).
+    """
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
+        raise ValueError(f"fit: epochs must be a whole number >= 0; got {epochs!r}.")
+    if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ValueError(f"fit: checkpoint_every must be a whole number >= 1; got {checkpoint_every!r}.")
+    if resume == "latest" and checkpoint_dir is None:
+        raise ValueError("fit: resume='latest' looks in checkpoint_dir; pass checkpoint_dir=... too.")
+    train = _Data(train_data, "train_data")
+    valid = _Data(valid_data, "valid_data") if valid_data is not None else None
+    run = _Run(model, None if checkpoint_dir is None else os.fspath(checkpoint_dir), train)
+    path = latest_checkpoint(run.folder) if resume == "latest" else resume
+    if path is not None:
+        run.restore(path)
+    writer, owned = _tensorboard(tensorboard) if run.main else (None, False)
+    world = _distributed.world_size() if _distributed.resolve(model.distributed) else 1
+    try:
+        with _Interrupt(enabled=world == 1) as interrupt:
+            _epochs(run, model, train, valid, epochs, checkpoint_every, progress and run.main, writer, params,
+                    interrupt, world)
+    finally:
+        if owned:
+            writer.close()
+    return run.history
+
+
+def _epochs(run, model, train, valid, epochs, checkpoint_every, progress, writer, params, interrupt, world):
+    phase = "data"
+    try:
+        while run.epoch < epochs:
+            epoch = run.epoch + 1
+            values = _params_for(params, epoch)
+            if run.batch:
+                set_rng_state(run.epoch_rng, train.generators)
+            elif run.folder is not None:
+                run.epoch_rng = get_rng_state(train.generators)
+            batches = train.epoch(epoch)
+            for index in range(run.batch):  # the batches this epoch trained on before it was interrupted
+                if next(batches, None) is None:
+                    raise ValueError(f"fit: resuming needs the same train_data; it now has fewer than {run.batch} "
+                                     f"batches in epoch {epoch}.")
+            if run.resume_rng is not None:
+                set_rng_state(run.resume_rng, train.generators)
+                run.resume_rng = None
+            bar = _bar(progress, train.sized(), run.batch, f"epoch {epoch}/{epochs}")
+            try:
+                for batch in batches:
+                    train.check(batch)
+                    phase = "step"
+                    try:
+                        loss = model.train(batch, **values)
+                    except NonFiniteLossError as error:
+                        kept = (f"the last good checkpoint, {run.last_checkpoint}, is kept" if run.last_checkpoint
+                                else "no checkpoint was written (pass checkpoint_dir= to keep one)")
+                        error.args = (f"{error.args[0]} At epoch {epoch}, batch {run.batch + 1}; {kept}.",)
+                        error.checkpoint = run.last_checkpoint
+                        raise
+                    phase = "data"
+                    size = _batch_size(batch)
+                    run.total, run.count, run.batch = run.total + loss * size, run.count + size, run.batch + 1
+                    bar.update()
+                    bar.set_postfix(loss=f"{run.total / run.count:.4g}")
+                    if interrupt.requested:
+                        if run.folder is not None:
+                            run.save()
+                        raise KeyboardInterrupt
+                if run.count == 0:
+                    raise ValueError(f"fit: train_data gave no batches in epoch {epoch}; a function passed as data "
+                                     f"must return a new iterable each time it is called.")
+                record = {"epoch": epoch, "train_loss": run.total / run.count}
+                if valid is not None:
+                    phase = "valid"
+                    record["valid_loss"] = _validate(model, valid, epoch, values, world)
+                    phase = "data"
+                    bar.set_postfix(loss=f"{record['train_loss']:.4g}", valid=f"{record['valid_loss']:.4g}")
+            finally:
+                bar.close()
+            if progress and isinstance(bar, _Quiet):  # no tqdm: a line per epoch instead
+                print(_summary(record))
+            run.history.append(record)
+            run.epoch, run.batch, run.total, run.count = epoch, 0, 0.0, 0
+            if writer is not None:
+                for key in ("train_loss", "valid_loss"):
+                    if key in record:
+                        writer.add_scalar(f"loss/{key[:-5]}", record[key], epoch)
+            if run.folder is not None and (epoch % checkpoint_every == 0 or epoch == epochs or interrupt.requested):
+                run.save()
+            if interrupt.requested:
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        # A KeyboardInterrupt our handler did not defer (a second Ctrl-C, a handler of the user's): save if it
+        # came between steps, where the model and optimizer are consistent; never from inside a step.
+        if phase == "data" and run.folder is not None and world == 1 and not interrupt.requested and run.batch:
+            run.save()
+        raise
+
+
+def _validate(model, valid, epoch, values, world):
+    total, count = 0.0, 0
+    for batch in valid.epoch(epoch):
+        valid.check(batch)
+        size = _batch_size(batch)
+        total, count = total + model.test(batch, **values) * size, count + size
+    if world > 1:
+        return _distributed.weighted_mean(total, count, model._reference.device)
+    if count == 0:
+        raise ValueError(f"fit: valid_data gave no batches in epoch {epoch}.")
+    return total / count

@@ -1,0 +1,322 @@
+"""Model(compile=...): compiled steps compute what the eager step computes, without needless recompiling.
+
+Compiling with inductor costs tens of seconds on a small CPU, so one test uses it (the numbers of a
+compiled step against eager ones); the others exercise the same machinery with the ``aot_eager``
+backend (Dynamo and AOTAutograd, no code generation), which draws random numbers as eager code does.
+The CUDA-graph step is checked on the CPU with stand-ins for the CUDA calls.
+"""
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from pgm.distributions import Bernoulli, Categorical, Normal, RelaxedCategorical
+from pgm.losses import E, KL, LogProb, Parameter
+from pgm.models import Model, NonFiniteLossError
+from pgm.models import _compile
+
+
+class Encoder(nn.Module):
+    def __init__(self, i=6, latent=2, norm=True):
+        super().__init__()
+        # no bias before BatchNorm: its gradient is 0 up to rounding, which Adam would blow up to steps of lr
+        layers = [nn.Linear(i, 8, bias=not norm)] + ([nn.BatchNorm1d(8)] if norm else []) + [nn.ReLU(), nn.Dropout(0.2)]
+        self.net = nn.Sequential(*layers, nn.Linear(8, 2 * latent))
+
+    def forward(self, x):
+        loc, scale = self.net(x).chunk(2, -1)
+        return {"loc": loc, "scale": nn.functional.softplus(scale) + 1e-3}
+
+
+class Decoder(nn.Module):
+    def __init__(self, latent=2, o=6):
+        super().__init__()
+        self.net = nn.Linear(latent, o)
+
+    def forward(self, z):
+        return {"logits": self.net(z)}
+
+
+def two_groups(params):
+    params = list(params)
+    return torch.optim.Adam([{"params": params[:2]}, {"params": params[2:], "lr": 0.02}], lr=0.05)
+
+
+def vae(compile=False, **kwargs):
+    torch.manual_seed(0)
+    q, p = Normal("q(z|x)", net=Encoder()), Bernoulli("p(x|z)", net=Decoder())
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    loss = (Parameter("beta") * KL(q, prior) - E(q, LogProb(p))).mean()
+    kwargs.setdefault("optimizer", two_groups)
+    return Model(loss, [q, p], compile=compile, **kwargs)
+
+
+def batch(n=16, seed=1):
+    return {"x": torch.rand(n, 6, generator=torch.Generator().manual_seed(seed)).round()}
+
+
+def run(model, steps):
+    """Train on ``steps`` (batch size, beta) and test in eval mode; the losses and the final parameters."""
+    torch.manual_seed(2)
+    losses = [model.train(batch(n, i), beta=beta) for i, (n, beta) in enumerate(steps)]
+    losses.append(model.test(batch(16, 99), beta=1.0))
+    losses.append(model.test(batch(16, 98), beta=1.0))
+    return losses, [t.detach().clone() for t in model.distributions.state_dict().values()]
+
+
+def assert_same_run(a, b, **tolerance):
+    torch.testing.assert_close(torch.tensor(a[0]), torch.tensor(b[0]), **tolerance)
+    for x, y in zip(a[1], b[1]):
+        torch.testing.assert_close(x, y, **tolerance)
+
+
+class Backend:
+    """A torch.compile backend that counts the graphs it compiles."""
+
+    def __init__(self, name="aot_eager"):
+        from torch._dynamo.backends.registry import lookup_backend
+        self.inner, self.graphs = lookup_backend(name), 0
+
+    def __call__(self, graph, example_inputs):
+        self.graphs += 1
+        return self.inner(graph, example_inputs)
+
+
+@pytest.fixture
+def backend(monkeypatch):
+    backend = Backend()
+    monkeypatch.setattr(_compile, "BACKEND", backend)
+    return backend
+
+
+STEPS = [(16, 1.0), (16, 0.5), (16, 0.25), (16, 0.0)]
+
+
+def test_inductor_step_matches_eager_step():
+    """BatchNorm and Dropout (train, then eval in test), two param groups, clipping, an annealed Parameter."""
+    import torch._inductor.config
+    eager = run(vae(clip_grad_norm=1.0), STEPS)
+    # inductor draws random numbers its own way; fallback_random makes it use eager's generator
+    with torch._inductor.config.patch(fallback_random=True):
+        compiled = run(vae("inductor", clip_grad_norm=1.0), STEPS)
+    assert_same_run(eager, compiled, rtol=1e-5, atol=1e-5)
+
+
+class Classifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return {"logits": self.net(x)}
+
+
+def test_parameters_and_temperature_change_without_recompiling(backend):
+    def build(compile):
+        torch.manual_seed(0)
+        q_y = RelaxedCategorical("q(y|x)", net=Classifier(), temperature=1.0)
+        p_x = Bernoulli("p(x|y)", net=Decoder(3))
+        p_y = Categorical("p(y)", probs=torch.full((3,), 1 / 3))
+        loss = (Parameter("beta") * KL(q_y, p_y) - E(q_y, LogProb(p_x))).mean()
+        return Model(loss, [q_y, p_x], compile=compile), q_y
+
+    def train(model, q_y):
+        torch.manual_seed(3)
+        out = []
+        for i, (beta, temperature) in enumerate([(1.0, 1.0), (1.0, 1.0), (0.5, 0.7), (0.1, 0.3), (0.0, 0.2)]):
+            q_y.temperature = temperature
+            out.append(model.train(batch(8, i), beta=beta))
+            if i == 1:
+                graphs = backend.graphs
+        return out, graphs
+
+    eager, _ = train(*build(False))
+    compiled, graphs = train(*build("inductor"))
+    assert graphs > 0 and backend.graphs == graphs  # steps 3-5 reused the graphs of step 2
+    torch.testing.assert_close(torch.tensor(compiled), torch.tensor(eager), rtol=1e-5, atol=1e-5)
+
+
+def test_a_last_batch_of_another_size_compiles_once_more(backend):
+    steps = [(16, 1.0), (16, 1.0), (8, 1.0), (16, 1.0), (8, 1.0), (16, 1.0)]
+    eager = run(vae(), steps)
+    model = vae("inductor")
+    compiled = run(model, steps)
+    assert_same_run(eager, compiled, rtol=1e-5, atol=1e-5)
+    graphs = backend.graphs
+    for i, n in enumerate([16, 8, 16, 8]):
+        model.train(batch(n, i), beta=1.0)
+    assert backend.graphs == graphs  # both sizes run graphs compiled already
+
+
+def test_a_failing_compiler_warns_once_and_trains_eagerly(monkeypatch):
+    def broken(graph, example_inputs):
+        raise RuntimeError("no C++ compiler found")
+    monkeypatch.setattr(_compile, "BACKEND", broken)
+    eager = run(vae(), STEPS[:2])
+    model = vae("inductor")
+    torch.manual_seed(2)
+    model.train(batch(16, 0), beta=1.0)  # the first step is eager
+    with pytest.warns(UserWarning, match=r"Model\(compile='inductor'\): could not compile the training step "
+                                         r"\(.*no C\+\+ compiler found.*\); the model trains in eager mode from now on"):
+        second = model.train(batch(16, 1), beta=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tested = [model.test(batch(16, 99), beta=1.0), model.test(batch(16, 98), beta=1.0)]
+    assert model._engine is None
+    torch.testing.assert_close(torch.tensor([second] + tested), torch.tensor(eager[0][1:]))
+
+
+def test_a_users_error_in_a_compiled_step_is_the_eager_error(backend):
+    model = vae("inductor")
+    model.train(batch(), beta=1.0)
+    model.train(batch(), beta=1.0)
+    with pytest.raises(KeyError, match=r"the loss needs the value of Parameter 'beta'"):
+        model.train(batch())
+    with pytest.raises(ValueError, match=r"q\(z\|x\) needs input `x` \(event shape \(6,\)\); got a tensor of shape "
+                                         r"\(16, 5\)"):
+        model.train({"x": torch.zeros(16, 5)}, beta=1.0)
+    assert model._engine is not None  # still compiled
+
+
+def test_non_finite_loss_in_a_compiled_step_stops_before_the_update(backend):
+    model = vae("inductor", optimizer=torch.optim.Adam)
+    model.train(batch(), beta=1.0)
+    model.train(batch(), beta=1.0)
+    before = [t.detach().clone() for t in model.distributions.parameters()]
+    with pytest.raises(NonFiniteLossError, match=r"non-finite Parameter values: beta=inf"):
+        model.train(batch(), beta=float("inf"))
+    for a, b in zip(before, model.distributions.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_compile_argument_is_checked():
+    with pytest.raises(ValueError, match=r"Model: compile must be False, True, 'inductor' or 'cudagraph'; got 'fast'"):
+        vae("fast")
+    with pytest.raises(ValueError, match=r"Model\(compile='cudagraph'\) needs the parameters on a CUDA device; "
+                                         r"they are on cpu. .* or use compile='inductor' \(or True\)"):
+        vae("cudagraph").train(batch(), beta=1.0)
+
+
+def test_true_picks_cuda_graphs_on_cuda_and_inductor_elsewhere():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert _compile.resolve_mode(True, cpu, distributed=False) == "inductor"
+    assert _compile.resolve_mode(True, cuda, distributed=False) == "cudagraph"
+    assert _compile.resolve_mode(True, cuda, distributed=True) == "inductor"
+    assert _compile.resolve_mode("inductor", cuda, distributed=False) == "inductor"
+    with pytest.raises(ValueError, match=r"Model\(compile='cudagraph'\) cannot capture the gradient all-reduce of "
+                                         r"distributed training; use compile='inductor'"):
+        _compile.resolve_mode("cudagraph", cuda, distributed=True)
+
+
+class StandInGraphs:
+    """CUDA-graph calls on the CPU: capturing records the function, replaying runs it again.
+
+    That is what a CUDA graph does, minus the speed: so the static inputs, the per-shape captures, the
+    Parameter tensors and the check between the two graphs can be tested here.
+    """
+
+    capturable = False
+
+    def __init__(self):
+        self.captures, self.warmups = 0, 0
+
+    def get_rng_state(self):
+        return torch.get_rng_state()
+
+    def set_rng_state(self, state):
+        torch.set_rng_state(state)
+
+    def warmup(self, fn, times):
+        self.warmups += times
+        for _ in range(times):
+            fn()
+
+    def capture(self, fn, pool=None):
+        self.captures += 1
+        graph = type("Graph", (), {})()
+
+        def replay():
+            with _compile.validation(False):  # a CUDA graph runs no Python, so no parameter checks
+                fn()
+        graph.replay, graph.pool = replay, lambda: None
+        return graph
+
+
+def with_stand_in_graphs(model):
+    graphs = StandInGraphs()
+    model.compile = "cudagraph"
+    model._engine = _compile.CUDAGraphStep(model, torch.device("cpu"), torch.float32, graphs=graphs)
+    model._engine_device = torch.device("cpu")
+    return model, graphs
+
+
+def test_cuda_graph_step_replays_the_eager_step(backend):
+    steps = [(16, 1.0), (16, 0.5), (8, 0.5), (16, 0.0), (8, 1.0)]
+    eager = run(vae(clip_grad_norm=1.0), steps)
+    model, graphs = with_stand_in_graphs(vae(clip_grad_norm=1.0))
+    replayed = run(model, steps)
+    # warming up put back BatchNorm's statistics and the random state: the numbers are eager's
+    assert_same_run(eager, replayed, rtol=1e-6, atol=1e-6)
+    assert graphs.captures == 4  # forward+backward and update, for each batch size
+
+
+def test_cuda_graph_step_stops_before_the_update_on_a_non_finite_loss(backend):
+    model, graphs = with_stand_in_graphs(vae())
+    model.train(batch(), beta=1.0)
+    model.train(batch(), beta=1.0)
+    before = [t.detach().clone() for t in model.distributions.parameters()]
+    bad = batch()
+    bad["x"][0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match=r"non-finite inputs: `x` \(1 of 96 values\)"):
+        model.train(bad, beta=1.0)
+    for a, b in zip(before, model.distributions.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_cuda_graph_step_falls_back_when_capture_fails(backend):
+    model, graphs = with_stand_in_graphs(vae())
+
+    def fail(fn, pool=None):
+        raise RuntimeError("operation not permitted when stream is capturing")
+    graphs.capture = fail
+    model.train(batch(), beta=1.0)
+    with pytest.warns(UserWarning, match=r"Model\(compile='cudagraph'\): could not capture the training step "
+                                         r"\(RuntimeError: operation not permitted when stream is capturing\)"):
+        model.train(batch(), beta=1.0)
+    assert model._engine is None
+
+
+def test_capturable_optimizers_get_their_step_on_the_parameters_device():
+    model = vae(optimizer=torch.optim.Adam)
+    model.train(batch(), beta=1.0)
+    _compile.make_capturable(model.optimizer, torch.device("cpu"))
+    assert all(g["capturable"] for g in model.optimizer.param_groups)
+    sgd = vae(optimizer=torch.optim.SGD, optimizer_params={"lr": 0.1})
+    _compile.make_capturable(sgd.optimizer, torch.device("cpu"))  # no such option: left alone
+    assert "capturable" not in sgd.optimizer.param_groups[0]
+
+
+def test_named_data_sets_compile_once_and_capture(backend):
+    """Inputs {"labelled": {...}, "unlabelled": {...}}: new batches reuse the graphs; CUDA graphs copy both."""
+    def build(compile=False):
+        torch.manual_seed(0)
+        q, p = Normal("q(z|x)", net=Encoder()), Bernoulli("p(x|z)", net=Decoder())
+        prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+        loss = ((KL(q, prior) - E(q, LogProb(p))).mean("labelled")
+                + Parameter("beta") * KL(q, prior).mean("unlabelled"))
+        return Model(loss, [q, p], compile=compile)
+
+    def train(model):
+        torch.manual_seed(4)
+        return [model.train({"labelled": batch(8, i), "unlabelled": batch(16, 10 + i)}, beta=0.5) for i in range(5)]
+
+    eager = train(build())
+    compiled = build("inductor")
+    torch.testing.assert_close(torch.tensor(train(compiled)), torch.tensor(eager), rtol=1e-5, atol=1e-5)
+    graphs = backend.graphs
+    train(compiled)
+    assert backend.graphs == graphs
+    model, stand_in = with_stand_in_graphs(build())
+    torch.testing.assert_close(torch.tensor(train(model)), torch.tensor(eager), rtol=1e-6, atol=1e-6)
+    assert stand_in.captures == 2

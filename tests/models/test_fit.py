@@ -1,0 +1,253 @@
+"""Model.fit: history, checkpoints, exact resumption (after a run ends or a Ctrl-C), logging, misuse."""
+import os
+import random
+import signal
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pgm.distributions import Bernoulli, Normal
+from pgm.losses import E, KL, LogProb, Parameter
+from pgm.models import Model
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(6, 8), nn.Dropout(0.1), nn.ReLU(), nn.Linear(8, 4))
+
+    def forward(self, x):
+        loc, scale = self.net(x).chunk(2, -1)
+        return {"loc": loc, "scale": nn.functional.softplus(scale) + 1e-3}
+
+
+class Decoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Linear(2, 6)
+
+    def forward(self, z):
+        return {"logits": self.net(z)}
+
+
+def build(**kwargs):
+    torch.manual_seed(0)
+    q, p = Normal("q(z|x)", net=Encoder()), Bernoulli("p(x|z)", net=Decoder())
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    loss = (Parameter("beta") * KL(q, prior) - E(q, LogProb(p))).mean()
+    return Model(loss, [q, p], optimizer_params={"lr": 0.05}, **kwargs)
+
+
+DATA = torch.rand(40, 6).round()
+
+
+def batches():
+    """One epoch of shuffled batches; draws from numpy, Python and torch's generators, as real code does."""
+    order = np.random.permutation(len(DATA))
+    random.shuffle(order)
+    for i in range(0, len(DATA), 8):
+        x = DATA[order[i:i + 8]]
+        yield {"x": (x + 0.01 * torch.randn_like(x)).clamp(0, 1)}
+
+
+class DictData(torch.utils.data.Dataset):
+    def __len__(self):
+        return len(DATA)
+
+    def __getitem__(self, i):
+        return {"x": DATA[i]}
+
+
+def seed(n=0):
+    torch.manual_seed(n)
+    np.random.seed(n)
+    random.seed(n)
+
+
+def parameters(model):
+    return [p.detach().clone() for p in model.distributions.parameters()]
+
+
+def assert_same(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+VALID = [{"x": DATA[:16]}, {"x": DATA[16:]}]
+PARAMS = {"beta": 1.0}
+
+
+def test_fit_returns_the_history_and_learns():
+    seed()
+    torch.manual_seed(0)
+    q = Normal("q(z|x)", net=Encoder())
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    p = Bernoulli("p(x|z)", net=Decoder())
+    model = Model((KL(q, prior) - E(q, LogProb(p))).mean(), [q, p], optimizer_params={"lr": 0.05},
+                  test_loss=KL(q, prior).mean())  # a test loss without sampling: exact to check
+    history = model.fit(batches, 6, valid_data=VALID, progress=False)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6]
+    assert set(history[0]) == {"epoch", "train_loss", "valid_loss"}
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    # the validation loss is the test loss over the whole set, batches weighted by their size
+    expected = (model.test(VALID[0]) * 16 + model.test(VALID[1]) * 24) / 40
+    assert history[-1]["valid_loss"] == pytest.approx(expected, rel=1e-6)
+    assert expected == pytest.approx(model.test({"x": DATA}), rel=1e-5)
+
+
+def test_params_function_sees_each_epoch_number():
+    seen = []
+    build().fit(batches, 3, progress=False, params=lambda epoch: seen.append(epoch) or {"beta": 0.5})
+    assert seen == [1, 2, 3]
+
+
+def test_resume_after_a_finished_run_continues_bit_for_bit(tmp_path):
+    seed()
+    straight = build()
+    expected = straight.fit(batches, 4, valid_data=VALID, progress=False, params=PARAMS)
+    seed()
+    build().fit(batches, 2, valid_data=VALID, checkpoint_dir=tmp_path, progress=False, params=PARAMS)
+    assert sorted(os.listdir(tmp_path)) == ["epoch-0001.pt", "epoch-0002.pt"]
+    seed(123)  # the checkpoint's random states replace whatever the new process has
+    resumed = build()
+    history = resumed.fit(batches, 4, valid_data=VALID, checkpoint_dir=tmp_path, resume="latest", progress=False,
+                          params=PARAMS)
+    assert history == expected
+    assert_same(parameters(resumed), parameters(straight))
+    assert_same([s for v in resumed.optimizer.state.values() for s in v.values()],
+                [s for v in straight.optimizer.state.values() for s in v.values()])
+
+
+def test_resume_from_a_dataloader_with_its_own_generator(tmp_path):
+    def loader():
+        generator = torch.Generator().manual_seed(7)
+        return torch.utils.data.DataLoader(DictData(), batch_size=8, shuffle=True, generator=generator)
+    seed()
+    straight = build()
+    straight.fit(loader(), 3, progress=False, params=PARAMS)
+    seed()
+    build().fit(loader(), 1, checkpoint_dir=tmp_path, progress=False, params=PARAMS)
+    resumed = build()
+    resumed.fit(loader(), 3, checkpoint_dir=tmp_path, resume=tmp_path / "epoch-0001.pt", progress=False,
+                params=PARAMS)
+    assert_same(parameters(resumed), parameters(straight))
+
+
+def interrupting(at_batch, epoch=2):
+    """``batches`` that sends this process a SIGINT (Ctrl-C) while producing batch ``at_batch`` of ``epoch``."""
+    calls = {"epoch": 0}
+
+    def data():
+        calls["epoch"] += 1
+        for i, batch in enumerate(batches()):
+            if calls["epoch"] == epoch and i == at_batch:
+                os.kill(os.getpid(), signal.SIGINT)
+            yield batch
+    return data
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to oneself")
+def test_ctrl_c_saves_between_steps_and_resume_is_exact(tmp_path, capsys):
+    seed()
+    straight = build()
+    expected = straight.fit(batches, 3, progress=False, params=PARAMS)
+    seed()
+    model = build()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(interrupting(at_batch=2), 3, checkpoint_dir=tmp_path, progress=False, params=PARAMS)
+    assert "stopping after this step" in capsys.readouterr().err
+    # the step under way finished: 3 batches of epoch 2 done
+    assert sorted(os.listdir(tmp_path)) == ["epoch-0001-batch-000003.pt", "epoch-0001.pt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    seed(99)
+    resumed = build()
+    history = resumed.fit(batches, 3, checkpoint_dir=tmp_path, resume="latest", progress=False, params=PARAMS)
+    assert history == expected
+    assert_same(parameters(resumed), parameters(straight))
+
+
+def test_a_compiled_model_resumes_bit_for_bit(tmp_path, monkeypatch):
+    from pgm.models import _compile
+    monkeypatch.setattr(_compile, "BACKEND", "aot_eager")  # Dynamo and AOTAutograd, without slow code generation
+    seed()
+    straight = build(compile="inductor")
+    straight.fit(batches, 3, progress=False, params=PARAMS)
+    seed()
+    build(compile="inductor").fit(batches, 2, checkpoint_dir=tmp_path, progress=False, params=PARAMS)
+    resumed = build(compile="inductor")
+    resumed.fit(batches, 3, checkpoint_dir=tmp_path, resume="latest", progress=False, params=PARAMS)
+    assert resumed._engine is not None  # still compiled after loading the checkpoint
+    assert_same(parameters(resumed), parameters(straight))
+
+
+def test_checkpoints_every_n_epochs_and_at_the_end(tmp_path):
+    model = build()
+    model.fit(batches, 5, checkpoint_dir=tmp_path, checkpoint_every=2, progress=False, params=PARAMS)
+    assert sorted(os.listdir(tmp_path)) == ["epoch-0002.pt", "epoch-0004.pt", "epoch-0005.pt"]  # no temporary files
+    other = build()
+    other.load(tmp_path / "epoch-0005.pt")  # a fit checkpoint is also a plain model checkpoint
+    assert_same(parameters(other), parameters(model))
+
+
+def test_progress_bar_and_tensorboard_writer(capsys):
+    pytest.importorskip("tqdm")
+
+    class Writer:
+        def __init__(self):
+            self.scalars = []
+
+        def add_scalar(self, tag, value, step):
+            self.scalars.append((tag, step))
+
+    writer = Writer()
+    build().fit(DictData_batches(), 2, valid_data=VALID, progress=True, tensorboard=writer, params=PARAMS)
+    assert writer.scalars == [("loss/train", 1), ("loss/valid", 1), ("loss/train", 2), ("loss/valid", 2)]
+    assert "epoch 2/2" in capsys.readouterr().err
+
+
+def DictData_batches():
+    return torch.utils.data.DataLoader(DictData(), batch_size=8)
+
+
+def test_tensorboard_without_the_package_is_explained(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if tensorboard were not installed
+    with pytest.raises(ImportError, match=r"fit\(tensorboard=\.\.\.\) logs through torch.utils.tensorboard, which "
+                                          r"needs the tensorboard package: pip install tensorboard"):
+        build().fit(batches, 1, tensorboard=tmp_path / "runs", progress=False, params=PARAMS)
+
+
+def test_fit_misuse_is_explained(tmp_path):
+    model = build()
+    with pytest.raises(TypeError, match=r"fit: train_data is an iterator \(e.g. a generator\), which is used up "
+                                        r"after one epoch; .* fit\(lambda: batches\(\.\.\.\), \.\.\.\)"):
+        model.fit(batches(), 2, progress=False)
+    with pytest.raises(TypeError, match=r"fit: each batch of train_data must be a dict of inputs such as "
+                                        r"\{'x': x\}; got list. .*fit\(lambda: \(\{'x': x\} for \(x,\) in loader\)"):
+        model.fit(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(DATA), batch_size=8), 1, progress=False)
+    with pytest.raises(TypeError, match=r"fit: train_data must be an iterable of input dicts"):
+        model.fit(3, 1, progress=False)
+    with pytest.raises(TypeError, match=r"fit: params must be a dict of Parameter values, or a function"):
+        model.fit(batches, 1, progress=False, params=lambda epoch: 0.5)
+    with pytest.raises(ValueError, match=r"fit: epochs must be a whole number >= 0; got 1.5"):
+        model.fit(batches, 1.5)
+    with pytest.raises(ValueError, match=r"fit: checkpoint_every must be a whole number >= 1; got 0"):
+        model.fit(batches, 1, checkpoint_every=0)
+    with pytest.raises(ValueError, match=r"fit: resume='latest' looks in checkpoint_dir; pass checkpoint_dir"):
+        model.fit(batches, 1, resume="latest")
+    with pytest.raises(FileNotFoundError, match=r"fit: resume='.*nothing.pt': no such checkpoint file"):
+        model.fit(batches, 1, resume=str(tmp_path / "nothing.pt"))
+    model.save(tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match=r"is not a checkpoint written by fit .*load its parameters with "
+                                         r"model.load\(path\)"):
+        model.fit(batches, 1, resume=tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match=r"fit: train_data gave no batches in epoch 1"):
+        model.fit(lambda: [], 1, progress=False)
+    with pytest.raises(ValueError, match=r"fit: valid_data gave no batches in epoch 1"):
+        model.fit(batches, 1, valid_data=[], progress=False, params=PARAMS)
+    # 'latest' with nothing saved yet starts afresh
+    assert len(model.fit(batches, 1, checkpoint_dir=tmp_path / "new", resume="latest", progress=False,
+                         params=PARAMS)) == 1
