@@ -39,7 +39,8 @@ def main(argv=None):
     model = Model(-objective.mean(), [d.to(device) for d in (p_x, p_w, prior, q)], optimizer=torch.optim.Adam,
                   optimizer_params={"lr": args.lr})
     test = {"x": paired.test[0], "w": paired.test[1]}
-    history = training.train(model, paired, args, prepare=lambda labelled, unlabelled: unlabelled,
+    history = training.train(model, paired, args, checkpoints=out / "checkpoints",
+                             prepare=lambda labelled, unlabelled: unlabelled,
                              monitor=lambda: {"test L": -model.test(test)})
     training.plot_learning_curves(history, out / "learning_curves.png")
     model.save(out / "model.pt")

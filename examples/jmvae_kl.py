@@ -48,7 +48,7 @@ def main(argv=None):
     model = Model(-objective.mean(), [d.to(device) for d in (p_x, p_w, prior, q, q_x, q_w)],
                   optimizer=torch.optim.Adam, optimizer_params={"lr": args.lr})
     test = {"x": paired.test[0], "w": paired.test[1]}
-    history = training.train(model, paired, args, params={"alpha": args.alpha},
+    history = training.train(model, paired, args, params={"alpha": args.alpha}, checkpoints=out / "checkpoints",
                              prepare=lambda labelled, unlabelled: unlabelled,
                              monitor=lambda: {"test L": -model.test(test, alpha=args.alpha)})
     training.plot_learning_curves(history, out / "learning_curves.png")

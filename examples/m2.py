@@ -22,6 +22,7 @@ from common.networks import Gaussian, Join, Logits, mlp
 from pgm.distributions import Bernoulli, Categorical, Normal, RelaxedCategorical
 from pgm.losses import E, Entropy, LogProb, Parameter
 from pgm.models import Model
+from pgm.visualize import draw_graphical_model
 
 Z_FEATURES = 64
 
@@ -59,6 +60,8 @@ def main(argv=None):
     unlabelled = E(q_y, bound, enumerate=args.enumerate) + Entropy(q_y)         # U(x)
     loss = -(labelled.mean("labelled") + unlabelled.mean("unlabelled"))
     print(f"Loss (minimized):\n{loss.latex()}")
+
+    draw_graphical_model([p_x * p_y * p_z, q_z, q_y], out / "graphical_model.png", classifier=q_y, title="M2")
 
     distributions = torch.nn.ModuleList([p_x, p_y, p_z, q_z, q_y]).to(device)
     model = Model(loss, distributions=list(distributions), optimizer=torch.optim.Adam,

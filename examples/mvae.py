@@ -100,10 +100,10 @@ def main(argv=None):
             model = Model(-objective.mean(), [d.to(device) for d in distributions], optimizer=torch.optim.Adam,
                           optimizer_params={"lr": args.lr})
             test_inputs = arrange({"x": x_t, "w": w_t}, setting)
-            history = training.train(model, paired, args,
+            tag = f"{name}_{setting.replace(' ', '')}"
+            history = training.train(model, paired, args, checkpoints=out / "checkpoints" / tag,
                                      prepare=lambda labelled, unlabelled, s=setting: arrange(unlabelled, s),
                                      monitor=lambda m=model, i=test_inputs: {"test L": -m.test(i)})
-            tag = f"{name}_{setting.replace(' ', '')}"
             training.plot_learning_curves(history, out / f"learning_curves_{tag}.png")
             histories[tag] = history
             scored = ("setting 3", "setting 4") if name.startswith("M") else (setting,)

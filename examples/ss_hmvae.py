@@ -21,6 +21,7 @@ from common.networks import Gaussian, Join, Logits, mlp
 from pgm.distributions import Bernoulli, Categorical, Normal, RelaxedCategorical
 from pgm.losses import E, LogProb, Parameter
 from pgm.models import Model
+from pgm.visualize import draw_graphical_model
 
 A_FEATURES, Z_FEATURES = 128, 64
 
@@ -56,6 +57,8 @@ def main(argv=None):
     unlabelled = E(q_a * q_z * q_y, LogProb(p) - LogProb(q_a * q_z * q_y))
     loss = -(labelled.mean("labelled") + unlabelled.mean("unlabelled"))
     print(f"Loss (minimized):\n{loss.latex()}")
+
+    draw_graphical_model([p, q_a, q_z, q_y], out / "graphical_model.png", classifier=q_y, title="SS-HMVAE")
 
     distributions = torch.nn.ModuleList([p_x, p_w, p_a, p_z, p_y, q_a, q_z, q_y]).to(device)
     model = Model(loss, distributions=list(distributions), optimizer=torch.optim.Adam,

@@ -22,6 +22,7 @@ from common.networks import Gaussian, Join, Logits, mlp
 from pgm.distributions import Bernoulli, Categorical, Normal, RelaxedCategorical
 from pgm.losses import E, KL, LogProb, Parameter
 from pgm.models import Model
+from pgm.visualize import draw_graphical_model
 
 A_FEATURES, Z_FEATURES = 128, 64
 
@@ -61,6 +62,9 @@ def main(argv=None):
     unlabelled = E(q_a * q_z * q_y, LogProb(p) - LogProb(q_a * q_z * q_y)) - beta * divergence
     loss = -(labelled.mean("labelled") + unlabelled.mean("unlabelled"))
     print(f"Loss (minimized):\n{loss.latex()}")
+
+    draw_graphical_model([p, q_a, q_z, q_y, q_ax, q_aw], out / "graphical_model.png", classifier=q_y,
+                         title="SS-HMVAE-kl")
 
     distributions = torch.nn.ModuleList([p_x, p_w, p_a, p_z, p_y, q_a, q_z, q_y, q_ax, q_aw]).to(device)
     model = Model(loss, distributions=list(distributions), optimizer=torch.optim.Adam,

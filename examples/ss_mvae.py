@@ -20,6 +20,7 @@ from common.networks import Gaussian, Join, Logits
 from pgm.distributions import Bernoulli, Categorical, Normal, RelaxedCategorical
 from pgm.losses import E, LogProb, Parameter
 from pgm.models import Model
+from pgm.visualize import draw_graphical_model
 
 Z_FEATURES = 64
 
@@ -51,6 +52,9 @@ def main(argv=None):
     unlabelled = E(q_z * q_y, LogProb(p_x * p_w * p_z * p_y) - LogProb(q_z * q_y))
     loss = -(labelled.mean("labelled") + unlabelled.mean("unlabelled"))
     print(f"Loss (minimized):\n{loss.latex()}")
+
+    draw_graphical_model([p_x * p_w * p_z * p_y, q_z, q_y], out / "graphical_model.png", classifier=q_y,
+                         title="SS-MVAE")
 
     distributions = torch.nn.ModuleList([p_x, p_w, p_z, p_y, q_z, q_y]).to(device)
     model = Model(loss, distributions=list(distributions), optimizer=torch.optim.Adam,

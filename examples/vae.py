@@ -42,7 +42,8 @@ def main(argv=None):
     model = Model(-elbo.mean(), distributions=[q.to(device), p.to(device), prior.to(device)],
                   optimizer=torch.optim.Adam, optimizer_params={"lr": args.lr})
     x_test = paired.test[0]
-    history = training.train(model, paired, args, prepare=lambda labelled, unlabelled: {"x": unlabelled["x"]},
+    history = training.train(model, paired, args, checkpoints=out / "checkpoints",
+                             prepare=lambda labelled, unlabelled: {"x": unlabelled["x"]},
                              monitor=lambda: {"test ELBO": -model.test({"x": x_test})})
     training.plot_learning_curves(history, out / "learning_curves.png")
     model.save(out / "model.pt")

@@ -63,6 +63,10 @@ class PairedData:
     multilabel: bool
     description: str
 
+    def __repr__(self):
+        sizes = f"{len(self.labelled[0])} labelled, {len(self.unlabelled[0])} unlabelled, {len(self.test[0])} test"
+        return f"PairedData({self.description}; {sizes}; x {self.x_dim}-d, w {self.w_dim}-d, {self.num_classes} classes)"
+
 
 def load(dataset="digits", pairing="halves", data_root=None, labels=100,
          rotation=math.pi / 4, noise=0.5, seed=0, download=False) -> PairedData:

@@ -11,7 +11,7 @@ A script uses it as::
     ...
     history = training.train(model, paired, args, out, params={"alpha": 1.0}, monitor=...)
 
-The loop lives here only, so that it can become ``model.fit(...)`` in one place.
+The loop is ``model.fit``, with checkpoints in ``<out>/checkpoints``.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ from . import data
 
 
 def add_arguments(parser, script, epochs=500, batch_size=512, lr=1e-3, hidden=512):
-    """Add --epochs --batch-size --lr --hidden --device --seed --out --eval-every (defaults: the papers' settings).
+    """Add --epochs --batch-size --lr --hidden --device --seed --out --eval-every --checkpoint-every --resume
+    (defaults: the papers' settings).
 
     ``script`` (the caller's ``__file__``) names the default results folder ``results/<script name>``.
     """
@@ -48,6 +49,11 @@ def add_arguments(parser, script, epochs=500, batch_size=512, lr=1e-3, hidden=51
     group.add_argument("--eval-every", type=int, default=10,
                        help="test accuracy (x+w) for the learning curves every this many epochs; 0: never "
                             "(default: 10)")
+    group.add_argument("--checkpoint-every", type=int, default=10,
+                       help="write <out>/checkpoints/epoch-NNNN.pt every this many epochs and at the end, keeping "
+                            "the latest two; Ctrl-C writes one too (default: 10)")
+    group.add_argument("--resume", action="store_true",
+                       help="continue exactly from the latest checkpoint in <out>/checkpoints")
     return parser
 
 
@@ -78,43 +84,69 @@ def to_device(paired, device):
                                test=move(paired.test))
 
 
-def train(model, paired, args, out=None, params=None, prepare=None, monitor=None):
-    """Train ``model`` for ``args.epochs`` passes over ``paired.unlabelled``, the labelled set cycled alongside.
+class Batches:
+    """One epoch of ``prepare(labelled, unlabelled)`` input dicts per call (see data.semi_supervised_batches).
+
+    ``generator`` is its shuffling generator: ``model.fit`` saves it with each checkpoint and restores it on resume.
+    """
+
+    def __init__(self, paired, batch_size, seed, prepare):
+        self.paired, self.batch_size, self.prepare = paired, batch_size, prepare
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self):
+        return -(-len(self.paired.unlabelled[0]) // self.batch_size)
+
+    def __call__(self):
+        return (self.prepare(labelled, unlabelled) for labelled, unlabelled
+                in data.semi_supervised_batches(self.paired, self.batch_size, self.generator))
+
+
+def train(model, paired, args, out=None, params=None, prepare=None, monitor=None, checkpoints=None):
+    """Train ``model`` for ``args.epochs`` passes over ``paired.unlabelled``, the labelled set cycled alongside,
+    with ``model.fit``.
 
     Each step is ``model.train({"labelled": {"x", "w", "y"}, "unlabelled": {"x", "w"}}, **params)``;
     ``prepare(labelled, unlabelled)`` may rebuild that inputs dict (e.g. M2 concatenates x and w).
     ``monitor()`` returns a dict of numbers (e.g. test accuracy) recorded every ``args.eval_every`` epochs
-    and after the last. With ``out``, saves ``out/model.pt`` and ``out/learning_curves.png`` at the end.
+    and after the last. Checkpoints go to ``checkpoints`` (default ``out/checkpoints`` when ``out`` is given)
+    every ``args.checkpoint_every`` epochs and at the end, the latest two kept; a Ctrl-C saves one too, and
+    ``--resume`` continues from the latest exactly. With ``out``, saves ``out/model.pt`` and
+    ``out/learning_curves.png`` at the end.
 
     Returns the history: {"epoch": [1, 2, ...], "loss": [mean training loss of each epoch],
-    "seconds": [training time of each epoch], "monitor_epoch": [...], <monitor key>: [...]}.
+    "seconds": [wall time of each epoch], "monitor_epoch": [...], <monitor key>: [...]}.
     """
-    from tqdm.auto import tqdm
-
     params = params or {}
     prepare = prepare or (lambda labelled, unlabelled: {"labelled": labelled, "unlabelled": unlabelled})
-    generator = torch.Generator().manual_seed(args.seed)
-    history = {"epoch": [], "loss": [], "seconds": [], "monitor_epoch": []}
+    if checkpoints is None and out is not None:
+        checkpoints = Path(out) / "checkpoints"
     interactive = sys.stderr.isatty()
-    bar = tqdm(range(1, args.epochs + 1), desc="epochs", disable=not interactive, dynamic_ncols=True)
-    for epoch in bar:
-        start = time.perf_counter()
-        losses = [model.train(prepare(labelled, unlabelled), **params)
-                  for labelled, unlabelled in data.semi_supervised_batches(paired, args.batch_size, generator)]
-        history["epoch"].append(epoch)
-        history["loss"].append(float(np.mean(losses)))
-        history["seconds"].append(time.perf_counter() - start)
-        status = {"loss": f"{history['loss'][-1]:.4g}"}
+    clock = [time.perf_counter()]
+
+    def callback(record):
+        epoch, extra = record["epoch"], {"seconds": time.perf_counter() - clock[0]}
         if monitor is not None and ((args.eval_every and epoch % args.eval_every == 0) or epoch == args.epochs):
-            history["monitor_epoch"].append(epoch)
-            for key, value in monitor().items():
-                history.setdefault(key, []).append(float(value))
-                status[key] = f"{value:.4g}"
+            extra.update({f"monitor:{key}": float(value) for key, value in monitor().items()})
             if not interactive:
-                print(f"epoch {epoch}/{args.epochs} ({history['seconds'][-1]:.2f} s): "
-                      + ", ".join(f"{k} {v}" for k, v in status.items()), flush=True)
-        bar.set_postfix(status, refresh=False)
-    bar.close()
+                print(f"epoch {epoch}/{args.epochs} ({extra['seconds']:.2f} s): loss {record['train_loss']:.4g}, "
+                      + ", ".join(f"{k[8:]} {v:.4g}" for k, v in extra.items() if k.startswith("monitor:")),
+                      flush=True)
+        clock[0] = time.perf_counter()
+        return extra
+
+    records = model.fit(Batches(paired, args.batch_size, args.seed, prepare), args.epochs, params=params,
+                        checkpoint_dir=checkpoints, checkpoint_every=args.checkpoint_every, keep=2,
+                        resume="latest" if args.resume and checkpoints is not None else None,
+                        progress=interactive, callback=callback)
+    history = {"epoch": [r["epoch"] for r in records], "loss": [r["train_loss"] for r in records],
+               "seconds": [r["seconds"] for r in records], "monitor_epoch": []}
+    for r in records:
+        monitored = {k[8:]: v for k, v in r.items() if k.startswith("monitor:")}
+        if monitored:
+            history["monitor_epoch"].append(r["epoch"])
+        for key, value in monitored.items():
+            history.setdefault(key, []).append(value)
     if out is not None:
         model.save(Path(out) / "model.pt")
         plot_learning_curves(history, Path(out) / "learning_curves.png")

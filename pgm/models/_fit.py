@@ -23,16 +23,22 @@ def checkpoint_name(epoch, batch=0):
     return f"epoch-{epoch:04d}.pt" if batch == 0 else f"epoch-{epoch:04d}-batch-{batch:06d}.pt"
 
 
-def latest_checkpoint(folder):
-    """The checkpoint in ``folder`` furthest into training, or None."""
+def _checkpoints(folder):
+    """The checkpoints in ``folder``, from the earliest in training to the furthest."""
     if folder is None or not os.path.isdir(folder):
-        return None
+        return []
     found = []
     for name in os.listdir(folder):
         match = _CHECKPOINT.match(name)
         if match:
             found.append((int(match[1]), int(match[2] or 0), name))
-    return os.path.join(folder, max(found)[2]) if found else None
+    return [os.path.join(folder, name) for *_, name in sorted(found)]
+
+
+def latest_checkpoint(folder):
+    """The checkpoint in ``folder`` furthest into training, or None."""
+    found = _checkpoints(folder)
+    return found[-1] if found else None
 
 
 # ------------------------------------------------------------------ random state
@@ -177,6 +183,7 @@ def _summary(record):
     parts = [f"epoch {record['epoch']}", f"train loss {record['train_loss']:.6g}"]
     if "valid_loss" in record:
         parts.append(f"valid loss {record['valid_loss']:.6g}")
+    parts += [f"{k} {v:.6g}" for k, v in record.items() if k not in ("epoch", "train_loss", "valid_loss")]
     return ", ".join(parts)
 
 
@@ -210,8 +217,8 @@ class _Interrupt:
 class _Run:
     """The position of a run (epochs and batches done, the epoch's partial loss) and its checkpoints."""
 
-    def __init__(self, model, folder, train):
-        self.model, self.folder, self.train = model, folder, train
+    def __init__(self, model, folder, train, keep=None):
+        self.model, self.folder, self.train, self.keep = model, folder, train, keep
         self.history, self.epoch, self.batch = [], 0, 0
         self.total, self.count = 0.0, 0
         self.epoch_rng, self.resume_rng = None, None
@@ -254,30 +261,39 @@ class _Run:
                             "partial": [self.total, self.count], "rng": rng, "epoch_rng": epoch_rng,
                             "world_size": len(rng)}
             atomic_save(state, path)
+            if self.keep is not None:  # only once the new one is safely written
+                for old in _checkpoints(self.folder)[:-self.keep]:
+                    os.remove(old)
         _distributed.barrier()
         self.last_checkpoint = path
         return path
 
 
 def fit(model, train_data, epochs, valid_data=None, *, checkpoint_dir=None, checkpoint_every=1, resume=None,
-        progress=True, tensorboard=None, params=None):
+        keep=None, progress=True, tensorboard=None, params=None, callback=None):
     """Train ``model`` for ``epochs`` epochs over ``train_data``; returns the history, one dict per epoch.
 
     Args:
         train_data / valid_data: batches, each a dict of inputs such as ``{"x": x}``: a list, a DataLoader
-            yielding dicts, or a function returning a new iterable each epoch.
+            yielding dicts, or a function returning a new iterable each epoch. The torch generators a
+            DataLoader (or its sampler) shuffles with, or that a function carries as ``.generator``, are saved
+            and restored with the checkpoints, as are torch's, numpy's and Python's global ones.
         epochs: the number of epochs to have trained in all (a resumed run counts the epochs done before).
         checkpoint_dir: where checkpoints go: ``epoch-0003.pt`` after 3 epochs, every ``checkpoint_every``
             epochs and after the last. Each holds the model, the optimizer, the random states (torch, CUDA,
             numpy, Python, the data's generators), the position and the history, written atomically.
             A first Ctrl-C stops after the current step and writes ``epoch-0003-batch-000017.pt`` before
             raising ``KeyboardInterrupt``; a second stops at once.
+        keep: how many of the latest checkpoints to keep (older ones are deleted once a new one is written);
+            None (default) keeps them all.
         resume: a checkpoint path, or ``"latest"`` (the furthest in ``checkpoint_dir``; none there starts
             afresh). Training continues exactly as if it had never stopped.
         progress: show a tqdm progress bar with the running loss (when tqdm is installed).
         tensorboard: a log folder or a ``SummaryWriter``: logs ``loss/train`` and ``loss/valid`` per epoch.
         params: :class:`~pgm.losses.Parameter` values: a dict, or a function of the epoch (1 for the first)
             returning one, e.g. ``lambda epoch: {"beta": min(1.0, epoch / 10)}``.
+        callback: called after each epoch (and its validation) with the epoch's record; a dict of numbers it
+            returns (e.g. a test accuracy) is added to the record, the history, the checkpoint and TensorBoard.
 
     Returns:
         ``[{"epoch": 1, "train_loss": ..., "valid_loss": ...}, ...]``: the batch-size weighted mean losses
@@ -290,11 +306,15 @@ def fit(model, train_data, epochs, valid_data=None, *, checkpoint_dir=None, chec
         raise ValueError(f"fit: epochs must be a whole number >= 0; got {epochs!r}.")
     if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise ValueError(f"fit: checkpoint_every must be a whole number >= 1; got {checkpoint_every!r}.")
+    if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 1):
+        raise ValueError(f"fit: keep must be a whole number >= 1 (or None to keep every checkpoint); got {keep!r}.")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"fit: callback must be a function of the epoch's record; got {type(callback).__name__}.")
     if resume == "latest" and checkpoint_dir is None:
         raise ValueError("fit: resume='latest' looks in checkpoint_dir; pass checkpoint_dir=... too.")
     train = _Data(train_data, "train_data")
     valid = _Data(valid_data, "valid_data") if valid_data is not None else None
-    run = _Run(model, None if checkpoint_dir is None else os.fspath(checkpoint_dir), train)
+    run = _Run(model, None if checkpoint_dir is None else os.fspath(checkpoint_dir), train, keep)
     path = latest_checkpoint(run.folder) if resume == "latest" else resume
     if path is not None:
         run.restore(path)
@@ -303,14 +323,15 @@ def fit(model, train_data, epochs, valid_data=None, *, checkpoint_dir=None, chec
     try:
         with _Interrupt(enabled=world == 1) as interrupt:
             _epochs(run, model, train, valid, epochs, checkpoint_every, progress and run.main, writer, params,
-                    interrupt, world)
+                    interrupt, world, callback)
     finally:
         if owned:
             writer.close()
     return run.history
 
 
-def _epochs(run, model, train, valid, epochs, checkpoint_every, progress, writer, params, interrupt, world):
+def _epochs(run, model, train, valid, epochs, checkpoint_every, progress, writer, params, interrupt, world,
+            callback=None):
     phase = "data"
     try:
         while run.epoch < epochs:
@@ -361,14 +382,29 @@ def _epochs(run, model, train, valid, epochs, checkpoint_every, progress, writer
                     bar.set_postfix(loss=f"{record['train_loss']:.4g}", valid=f"{record['valid_loss']:.4g}")
             finally:
                 bar.close()
+            if callback is not None:
+                phase = "callback"
+                extra = callback(dict(record))
+                phase = "data"
+                if extra is not None:
+                    if not isinstance(extra, dict):
+                        raise TypeError(f"fit: callback must return a dict of numbers or None; got "
+                                        f"{type(extra).__name__}.")
+                    clash = sorted(set(extra) & {"epoch", "train_loss", "valid_loss"})
+                    if clash:
+                        raise ValueError(f"fit: callback returned {clash}, which fit records itself; "
+                                         f"name them differently.")
+                    record.update({k: float(v) for k, v in extra.items()})
             if progress and isinstance(bar, _Quiet):  # no tqdm: a line per epoch instead
                 print(_summary(record))
             run.history.append(record)
             run.epoch, run.batch, run.total, run.count = epoch, 0, 0.0, 0
             if writer is not None:
-                for key in ("train_loss", "valid_loss"):
-                    if key in record:
-                        writer.add_scalar(f"loss/{key[:-5]}", record[key], epoch)
+                for key, value in record.items():
+                    if key in ("train_loss", "valid_loss"):
+                        writer.add_scalar(f"loss/{key[:-5]}", value, epoch)
+                    elif key != "epoch":
+                        writer.add_scalar(key, value, epoch)
             if run.folder is not None and (epoch % checkpoint_every == 0 or epoch == epochs or interrupt.requested):
                 run.save()
             if interrupt.requested:

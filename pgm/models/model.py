@@ -158,12 +158,12 @@ class Model:
             return self._evaluate(self.test_loss, inputs, params, "test").item()
 
     def fit(self, train_data, epochs, valid_data=None, *, checkpoint_dir=None, checkpoint_every=1, resume=None,
-            progress=True, tensorboard=None, params=None):
+            keep=None, progress=True, tensorboard=None, params=None, callback=None):
         """Train for ``epochs`` epochs; returns the history, one dict per epoch. See :func:`pgm.models.fit`."""
         from ._fit import fit
         return fit(self, train_data, epochs, valid_data, checkpoint_dir=checkpoint_dir,
-                   checkpoint_every=checkpoint_every, resume=resume, progress=progress,
-                   tensorboard=tensorboard, params=params)
+                   checkpoint_every=checkpoint_every, resume=resume, keep=keep, progress=progress,
+                   tensorboard=tensorboard, params=params, callback=callback)
 
     def _prime(self, inputs, params):
         """Check a loaded model's parameters on an eager evaluation that changes nothing (evaluation mode, no

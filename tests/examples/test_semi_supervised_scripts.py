@@ -75,6 +75,8 @@ def test_script_runs_end_to_end(script, extra, keys, tmp_path, capsys):
     assert record["x+w"] == saved["x+w"]
     assert (tmp_path / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "model.pt").stat().st_size > 0
+    assert (tmp_path / "graphical_model.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["epoch-0002.pt"]
     with open(tmp_path / "results.csv") as file:
         rows = list(csv.reader(file))
     assert rows[0] == ["model", *keys] and float(rows[1][3]) == pytest.approx(saved["x+w"], abs=1e-3)
@@ -129,3 +131,16 @@ def test_impute_replaces_only_the_missing_modality_with_decoder_means():
         imputed = evaluation.impute(q_a, p_w, {"x": x, "w": w}, steps=3)
     assert torch.equal(imputed["x"], x) and imputed["w"].shape == w.shape and not torch.equal(imputed["w"], w)
     assert bool(((imputed["w"] > 0) & (imputed["w"] < 1)).all())
+
+
+def test_resume_continues_a_script_exactly_from_its_latest_checkpoint(tmp_path):
+    module = importlib.import_module("ss_hmvae_kl")
+    small = TINY[2:]  # TINY without its --epochs
+    straight = module.main(["--epochs", "3", *small, "--out", str(tmp_path / "straight")])
+    module.main(["--epochs", "2", "--checkpoint-every", "1", *small, "--out", str(tmp_path / "resumed")])
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == [
+        "epoch-0001.pt", "epoch-0002.pt"]
+    resumed = module.main(["--epochs", "3", "--resume", *small, "--out", str(tmp_path / "resumed")])
+    assert {k: resumed[k] for k in ("x", "w", "x+w")} == {k: straight[k] for k in ("x", "w", "x+w")}
+    saved = [json.loads((tmp_path / run / "results.json").read_text())["history"] for run in ("straight", "resumed")]
+    assert saved[0]["loss"] == saved[1]["loss"] and len(saved[0]["loss"]) == 3

@@ -251,3 +251,76 @@ def test_fit_misuse_is_explained(tmp_path):
     # 'latest' with nothing saved yet starts afresh
     assert len(model.fit(batches, 1, checkpoint_dir=tmp_path / "new", resume="latest", progress=False,
                          params=PARAMS)) == 1
+
+
+def test_a_callback_adds_its_numbers_to_the_history_and_to_tensorboard():
+    class Writer:
+        def __init__(self):
+            self.scalars = []
+
+        def add_scalar(self, tag, value, step):
+            self.scalars.append((tag, step))
+
+    model, writer, seen = build(), Writer(), []
+
+    def callback(record):
+        seen.append(dict(record))
+        # an independent reference: the test loss on the whole data, computed here
+        return {"whole_data": model.test({"x": DATA}, **PARAMS)} if record["epoch"] % 2 == 0 else None
+
+    history = model.fit(batches, 4, progress=False, params=PARAMS, callback=callback, tensorboard=writer)
+    assert [r["epoch"] for r in seen] == [1, 2, 3, 4]
+    assert seen[0] == history[0] and "whole_data" not in history[0]
+    assert history[3]["whole_data"] == pytest.approx(model.test({"x": DATA}, **PARAMS), abs=1.0)
+    assert ("whole_data", 2) in writer.scalars and ("whole_data", 1) not in writer.scalars
+
+
+def test_a_callback_is_checkpointed_and_resumed_with_the_run(tmp_path):
+    def callback(record):
+        return {"draw": torch.rand(()).item()}  # uses the random state: resuming must give the same numbers
+    seed()
+    expected = build().fit(batches, 3, progress=False, params=PARAMS, callback=callback)
+    seed()
+    build().fit(batches, 1, checkpoint_dir=tmp_path, progress=False, params=PARAMS, callback=callback)
+    seed(5)
+    history = build().fit(batches, 3, checkpoint_dir=tmp_path, resume="latest", progress=False, params=PARAMS,
+                          callback=callback)
+    assert history == expected
+
+
+def test_a_batches_function_carrying_its_generator_resumes_exactly(tmp_path):
+    def make():
+        generator = torch.Generator().manual_seed(3)
+
+        def epoch():
+            order = torch.randperm(len(DATA), generator=generator)
+            return [{"x": DATA[order[i:i + 8]]} for i in range(0, len(DATA), 8)]
+        epoch.generator = generator  # fit saves and restores it with the checkpoints
+        return epoch
+    seed()
+    straight = build()
+    expected = straight.fit(make(), 4, progress=False, params=PARAMS)
+    seed()
+    build().fit(make(), 2, checkpoint_dir=tmp_path, progress=False, params=PARAMS)
+    seed()
+    resumed = build()
+    assert resumed.fit(make(), 4, checkpoint_dir=tmp_path, resume="latest", progress=False, params=PARAMS) == expected
+    assert_same(parameters(resumed), parameters(straight))
+
+
+def test_callback_misuse_is_explained():
+    model = build()
+    with pytest.raises(TypeError, match=r"fit: callback must be a function of the epoch's record; got int"):
+        model.fit(batches, 1, progress=False, params=PARAMS, callback=3)
+    with pytest.raises(TypeError, match=r"fit: callback must return a dict of numbers or None; got float"):
+        model.fit(batches, 1, progress=False, params=PARAMS, callback=lambda record: 0.5)
+    with pytest.raises(ValueError, match=r"fit: callback returned \['train_loss'\], which fit records itself"):
+        model.fit(batches, 1, progress=False, params=PARAMS, callback=lambda record: {"train_loss": 1.0})
+
+
+def test_keep_deletes_older_checkpoints_once_a_new_one_is_written(tmp_path):
+    build().fit(batches, 5, checkpoint_dir=tmp_path, keep=2, progress=False, params=PARAMS)
+    assert sorted(os.listdir(tmp_path)) == ["epoch-0004.pt", "epoch-0005.pt"]
+    with pytest.raises(ValueError, match=r"fit: keep must be a whole number >= 1 \(or None to keep every "
+                                         r"checkpoint\); got 0"):
+        build().fit(batches, 1, checkpoint_dir=tmp_path, keep=0)
