@@ -49,7 +49,8 @@ def wanted(args, name):
 
 def measure(steps, args, device):
     """``steps``: name -> a function running one training step and returning its loss as a float (which
-    synchronizes the device). Returns name -> (median ms per step, seconds of the warm-up steps)."""
+    synchronizes the device). Returns name -> (median ms per step, seconds of the warm-up steps, mean loss of
+    the timed steps: every implementation sees the same batches, so these should agree up to sampling noise)."""
     warm = {}
     for name, step in steps.items():
         start = time.perf_counter()
@@ -59,26 +60,29 @@ def measure(steps, args, device):
             torch.cuda.synchronize(device)
         warm[name] = time.perf_counter() - start
     times = {name: [] for name in steps}
+    losses = {name: [] for name in steps}
     per_round = max(1, args.steps // max(1, args.rounds))
     counter = args.warmup
     for _ in range(max(1, args.rounds)):
         for name, step in steps.items():
             for _ in range(per_round):
                 start = time.perf_counter()
-                step(counter)
+                loss = step(counter)
                 times[name].append(time.perf_counter() - start)
+                losses[name].append(loss)
                 counter += 1
-    return {name: (1e3 * statistics.median(t), warm[name]) for name, t in times.items()}
+    return {name: (1e3 * statistics.median(t), warm[name], statistics.fmean(losses[name])) for name, t in times.items()}
 
 
 def table(rows, reference):
-    """rows: (configuration, implementation, median ms, warm-up s); ratios are to ``reference`` in each config."""
-    base = {c: ms for c, impl, ms, _ in rows if impl == reference}
-    lines = ["| configuration | implementation | median ms / step | ratio to " + reference + " | warm-up s |",
-             "| --- | --- | ---: | ---: | ---: |"]
-    for config, impl, ms, warm in rows:
+    """rows: (configuration, implementation, median ms, warm-up s, mean loss); ratios are to ``reference``."""
+    base = {c: ms for c, impl, ms, *_ in rows if impl == reference}
+    lines = ["| configuration | implementation | median ms / step | ratio to " + reference
+             + " | warm-up s | mean loss |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for config, impl, ms, warm, loss in rows:
         ratio = f"{ms / base[config]:.2f}x" if config in base else "n/a"
-        lines.append(f"| {config} | {impl} | {ms:.2f} | {ratio} | {warm:.1f} |")
+        lines.append(f"| {config} | {impl} | {ms:.2f} | {ratio} | {warm:.1f} | {loss:.4g} |")
     return "\n".join(lines)
 
 

@@ -187,8 +187,8 @@ def main(argv=None):
         nets = {name: net.to(device) for name, net in networks(args.hidden).items()}
         data = batches(batch, device, torch.Generator().manual_seed(args.seed))
         steps = {name: build(copy.deepcopy(nets), data, device) for name, build in impls.items()}
-        for name, (ms, warm) in _common.measure(steps, args, device).items():
-            rows.append((f"batch {batch} + {batch}", name, ms, warm))
+        for name, (ms, warm, loss) in _common.measure(steps, args, device).items():
+            rows.append((f"batch {batch} + {batch}", name, ms, warm, loss))
     print(_common.table(rows, REFERENCE))
     return rows
 

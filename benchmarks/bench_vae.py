@@ -191,8 +191,8 @@ def main(argv=None):
         data = [(torch.rand(BATCH, X_DIM, generator=generator) < 0.5).float().to(device) for _ in range(8)]
         steps = {name: build(copy.deepcopy(encoder), copy.deepcopy(decoder), data, device)
                  for name, build in impls.items()}
-        for name, (ms, warm) in _common.measure(steps, args, device).items():
-            rows.append((f"latent {latent}, hidden {hidden}", name, ms, warm))
+        for name, (ms, warm, loss) in _common.measure(steps, args, device).items():
+            rows.append((f"latent {latent}, hidden {hidden}", name, ms, warm, loss))
     print(_common.table(rows, REFERENCE))
     return rows
 

@@ -144,3 +144,27 @@ def test_resume_continues_a_script_exactly_from_its_latest_checkpoint(tmp_path):
     assert {k: resumed[k] for k in ("x", "w", "x+w")} == {k: straight[k] for k in ("x", "w", "x+w")}
     saved = [json.loads((tmp_path / run / "results.json").read_text())["history"] for run in ("straight", "resumed")]
     assert saved[0]["loss"] == saved[1]["loss"] and len(saved[0]["loss"]) == 3
+
+
+def test_results_table_collects_runs_in_the_order_given(tmp_path, capsys):
+    import results_table
+    runs = {"a": {"model": "SS-MVAE", "data": "digits", "epochs": 5, "x": 10.0, "w": 20.5, "x+w": 30.25},
+            "b": {"model": "SS-HMVAE", "data": "digits", "epochs": 5, "x": 1.0, "w": 2.0, "x+w": 3.0,
+                  "x_iterative": 4.125, "w_iterative": 5.0}}
+    for name, record in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(record))
+    text = results_table.main([str(tmp_path / "b"), str(tmp_path / "a")])
+    assert text.splitlines() == [
+        "| model | data | epochs | x | w | x+w | x (iterative) | w (iterative) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| SS-HMVAE | digits | 5 | 1.00 | 2.00 | 3.00 | 4.12 | 5.00 |",
+        "| SS-MVAE | digits | 5 | 10.00 | 20.50 | 30.25 |  |  |",
+    ]
+    assert capsys.readouterr().out.strip() == text
+    (tmp_path / "c").mkdir()
+    with pytest.raises(SystemExit, match=r"results_table: .*c/results.json does not exist"):
+        results_table.main([str(tmp_path / "c")])
+    (tmp_path / "c" / "results.json").write_text(json.dumps({"model": "VAE", "ELBO": -1.0}))
+    with pytest.raises(SystemExit, match=r"holds no test accuracies"):
+        results_table.main([str(tmp_path / "c")])

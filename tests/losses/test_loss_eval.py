@@ -51,6 +51,31 @@ def test_a_variable_is_drawn_once_per_evaluation_and_shared():
     assert not torch.equal(p_x.net.seen[0], p_x.net.seen[1])
 
 
+def test_a_network_runs_once_per_evaluation_and_inputs():
+    """KL(q, prior) and E(q, ...) share one run of q's network, as a hand-written step does; a BatchNorm in it
+    updates its running statistics once per step."""
+    class Counted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm, self.net, self.calls = nn.BatchNorm1d(4), Gaussian(4, 2), 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.net(self.norm(x))
+
+    q, p = Normal("q(z|x)", net=Counted()), Bernoulli("p(x|z)", net=Logits(2, 4))
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    loss = (KL(q, prior) - E(q, LogProb(p)) + Entropy(q)).mean()
+    x = torch.rand(8, 4)
+    loss.eval({"x": x})
+    assert q.net.calls == 1 and q.net.norm.num_batches_tracked.item() == 1
+    loss.eval({"x": x})  # a new evaluation runs it anew
+    assert q.net.calls == 2
+    loss.eval({"x": x[:4]})
+    (KL(q, prior).mean() + KL(q, prior).mean("other")).eval({"x": x, "other": {"x": x[:3]}})
+    assert q.net.calls == 5  # other inputs (another data set) run it again
+
+
 def test_several_samples_are_one_batched_call():
     q, p = Normal("q(z|x)", net=Gaussian(4, 2)), Bernoulli("p(x|z)", net=Recorder(2, 4))
     x = torch.rand(6, 4)
