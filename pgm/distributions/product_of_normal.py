@@ -5,7 +5,6 @@ import torch
 from torch import nn
 
 from .._errors import MissingInputError
-from ._base import Distribution
 from .normal import Normal
 
 

@@ -1,7 +1,6 @@
 """``Model``: a loss, the distributions it trains and an optimizer, stepped one batch at a time."""
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import tempfile
@@ -9,19 +8,9 @@ import tempfile
 import torch
 from torch import nn
 
-from ..distributions import Distribution, set_validation, validation_enabled
+from ..distributions import Distribution, validation_enabled
 from ..losses import Loss
 from . import _checks, _compile, _distributed
-
-
-@contextlib.contextmanager
-def _validation(enabled):
-    before = validation_enabled()
-    set_validation(enabled)
-    try:
-        yield
-    finally:
-        set_validation(before)
 
 
 def atomic_save(obj, path):
@@ -223,7 +212,7 @@ class Model:
         if not self._checked[mode] or not validation_enabled():
             value = self._forward(loss, inputs, params, distributed=mode == "train")
         else:
-            with _validation(False):
+            with _compile.validation(False):
                 value = self._forward(loss, inputs, params, distributed=mode == "train")
         self._checked[mode] = True
         return value
