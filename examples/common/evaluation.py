@@ -11,12 +11,9 @@ A classifier here is a function ``classify(x (N, Dx), w (N, Dw)) -> class probab
 """
 from __future__ import annotations
 
-import csv
-import json
-import math
-from pathlib import Path
-
 import torch
+
+from . import results
 
 ACCURACY_KEYS = ("x", "w", "x+w", "x_iterative", "w_iterative", "x_zeroed", "w_zeroed")
 _HEADINGS = {"x": "x", "w": "w", "x+w": "x+w", "x_iterative": "x (iterative)", "w_iterative": "w (iterative)",
@@ -88,33 +85,14 @@ def accuracies(settings, test, model, seed=0, batch_size=1000):
     return out
 
 
-def write_results(out, model_name, results, args, description, objective, history=None):
+def write_results(out, model_name, accuracies, args, description, objective, history=None):
     """Print the accuracy table and write ``out``/results.json, results.md and results.csv.
 
-    results:     {"x": %, "w": %, "x+w": %, ...} (keys from ACCURACY_KEYS, in that order in the table).
+    accuracies:  {"x": %, "w": %, "x+w": %, ...} (keys from ACCURACY_KEYS, in that order in the table).
     args:        the parsed command line, saved as the settings.
-    description: the data's one-line description; objective: the objective's LaTeX.
+    description: the data's one-line description; objective: the LaTeX of the loss (the negative objective).
     """
-    out = Path(out)
-    keys = [k for k in ACCURACY_KEYS if k in results] + [k for k in results if k not in ACCURACY_KEYS]
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    record = {**{k: results[k] for k in keys}, "model": model_name, "data": description,
-              "labels": args.labels, "epochs": args.epochs, "seed": args.seed, "objective": objective,
-              "settings": settings}
-    if history is not None:
-        record["history"] = history
-    (out / "results.json").write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
-    headings = [_HEADINGS.get(k, k) for k in keys]
-    cells = [f"{results[k]:.2f}" if isinstance(results[k], float) and math.isfinite(results[k]) else str(results[k])
-             for k in keys]
-    table = "\n".join([f"| model | {' | '.join(headings)} |", "|---" * (len(keys) + 1) + "|",
-                       f"| {model_name} | {' | '.join(cells)} |"])
-    markdown = (f"# {model_name}: test accuracy (%)\n\nData: {description}.\n"
-                f"Epochs: {args.epochs}, seed: {args.seed}.\n\n{table}\n\nLoss (minimized, the negative objective):\n\n$$\n{objective}\n$$\n")
-    (out / "results.md").write_text(markdown)
-    with open(out / "results.csv", "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["model", *keys])
-        writer.writerow([model_name, *(f"{results[k]:.4f}" for k in keys)])
-    print(f"\nTest accuracy (%) on {description}:\n{table}\nResults in {out}/")
-    return record
+    keys = [k for k in ACCURACY_KEYS if k in accuracies] + [k for k in accuracies if k not in ACCURACY_KEYS]
+    return results.write(out, f"{model_name}: test accuracy (%)", {model_name: {k: accuracies[k] for k in keys}},
+                         args, description, objective, history, headings=_HEADINGS,
+                         objective_heading="Loss (minimized, the negative objective)")

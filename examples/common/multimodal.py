@@ -10,10 +10,7 @@
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
-import math
 import warnings
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from torch import nn
 from pgm.distributions import Bernoulli, Normal
 from pgm.losses import IWAE
 
+from . import results
 from .networks import Gaussian, Join, Logits, mlp
 
 
@@ -252,42 +250,8 @@ def cross_modal_figure(path, rows, image_shape, columns=8, title=None):
 
 # ---------------------------------------------------------------------------------------------- results
 def write_results(out, title, table, args, description, objective, history=None, flat=True):
-    """Print a table of scores and write ``out``/results.json, results.md and results.csv.
-
-    table: {row (a model): {column (a score): float}}. results.json holds the scores at its top level when
-    ``flat`` (one model: {"ELBO": ..., ...}), else one dict per model ({"AE": {"setting 1": ...}, ...}),
-    beside the data's description, the settings, the objective's LaTeX and the training history.
-    """
-    out = Path(out)
-    columns = []
-    for scores in table.values():
-        columns.extend(c for c in scores if c not in columns)
-    scores = next(iter(table.values())) if flat and len(table) == 1 else table
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    record = {**scores, "model": ", ".join(table), "data": description, "labels": args.labels,
-              "epochs": args.epochs, "seed": args.seed, "objective": objective, "settings": settings}
-    if history is not None:
-        record["history"] = history
-    (out / "results.json").write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
-    def cell(value):
-        if isinstance(value, float) and math.isfinite(value):
-            return f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}"
-        return "" if value is None else str(value)
-
-    lines = [f"| model | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|"]
-    lines += [f"| {row} | {' | '.join(cell(s.get(c)) for c in columns)} |" for row, s in table.items()]
-    text = "\n".join(lines)
-    objectives = objective if isinstance(objective, dict) else {"": objective}
-    maths = "\n\n".join(f"{name}\n$$\n{latex}\n$$" if name else f"$$\n{latex}\n$$"
-                        for name, latex in objectives.items())
-    (out / "results.md").write_text(f"# {title}\n\nData: {description}.\nEpochs: {args.epochs}, seed: {args.seed}."
-                                    f"\n\n{text}\n\nObjective (maximized):\n\n{maths}\n")
-    with open(out / "results.csv", "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["model", *columns])
-        writer.writerows([row, *(s.get(c, "") for c in columns)] for row, s in table.items())
-    print(f"\n{title} on {description}:\n{text}\nResults in {out}/")
-    return record
+    """Print a table of scores and write ``out``/results.json, .md and .csv (see :func:`common.results.write`)."""
+    return results.write(out, title, table, args, description, objective, history, flat=flat)
 
 
 # ---------------------------------------------------------------------------------------------- options
