@@ -13,7 +13,6 @@ unimodal encoder: compare examples/jmvae_kl.py). Also draws w from x and x from 
 """
 import argparse
 
-import torch
 
 from common import data, multimodal, training
 from pgm.losses import E, KL, LogProb
@@ -36,8 +35,7 @@ def main(argv=None):
     print(f"Objective (maximized):\nL_JMVAE = {objective.latex()}")
     draw_graphical_model([p_x * p_w * prior, q], out / "graphical_model.png", title="JMVAE")
 
-    model = Model(-objective.mean(), [d.to(device) for d in (p_x, p_w, prior, q)], optimizer=torch.optim.Adam,
-                  optimizer_params={"lr": args.lr})
+    model = Model(-objective.mean(), [d.to(device) for d in (p_x, p_w, prior, q)], **training.model_options(args))
     test = {"x": paired.test[0], "w": paired.test[1]}
     history = training.train(model, paired, args, checkpoints=out / "checkpoints",
                              prepare=lambda labelled, unlabelled: unlabelled,

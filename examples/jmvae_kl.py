@@ -14,7 +14,6 @@ alpha defaults to 0.1 (PAPERS.md gives no value; the JMVAE paper compares severa
 """
 import argparse
 
-import torch
 
 from common import data, multimodal, training
 from common.networks import Gaussian, mlp
@@ -46,7 +45,7 @@ def main(argv=None):
     draw_graphical_model([p_x * p_w * prior, q, q_x, q_w], out / "graphical_model.png", title="JMVAE-kl")
 
     model = Model(-objective.mean(), [d.to(device) for d in (p_x, p_w, prior, q, q_x, q_w)],
-                  optimizer=torch.optim.Adam, optimizer_params={"lr": args.lr})
+                  **training.model_options(args))
     test = {"x": paired.test[0], "w": paired.test[1]}
     history = training.train(model, paired, args, params={"alpha": args.alpha}, checkpoints=out / "checkpoints",
                              prepare=lambda labelled, unlabelled: unlabelled,

@@ -64,8 +64,7 @@ def main(argv=None):
     draw_graphical_model([p_x * p_y * p_z, q_z, q_y], out / "graphical_model.png", classifier=q_y, title="M2")
 
     distributions = torch.nn.ModuleList([p_x, p_y, p_z, q_z, q_y]).to(device)
-    model = Model(loss, distributions=list(distributions), optimizer=torch.optim.Adam,
-                  optimizer_params={"lr": args.lr})
+    model = Model(loss, distributions=list(distributions), **training.model_options(args))
 
     settings = evaluation.with_zeros(lambda x, w: evaluation.probabilities(
         lambda inputs: q_y.get_params(inputs)["logits"], {"x": torch.cat([x, w], -1)}))

@@ -97,8 +97,7 @@ def main(argv=None):
             objectives[f"{name} ({setting})"] = objective.latex()
             if name == "MVAE":
                 draw_graphical_model(distributions, out / "graphical_model.png", title="MVAE")
-            model = Model(-objective.mean(), [d.to(device) for d in distributions], optimizer=torch.optim.Adam,
-                          optimizer_params={"lr": args.lr})
+            model = Model(-objective.mean(), [d.to(device) for d in distributions], **training.model_options(args))
             test_inputs = arrange({"x": x_t, "w": w_t}, setting)
             tag = f"{name}_{setting.replace(' ', '')}"
             history = training.train(model, paired, args, checkpoints=out / "checkpoints" / tag,

@@ -61,8 +61,7 @@ def main(argv=None):
     draw_graphical_model([p, q_a, q_z, q_y], out / "graphical_model.png", classifier=q_y, title="SS-HMVAE")
 
     distributions = torch.nn.ModuleList([p_x, p_w, p_a, p_z, p_y, q_a, q_z, q_y]).to(device)
-    model = Model(loss, distributions=list(distributions), optimizer=torch.optim.Adam,
-                  optimizer_params={"lr": args.lr})
+    model = Model(loss, distributions=list(distributions), **training.model_options(args))
 
     classify = evaluation.marginal_classifier(q_a, q_y)  # q(y|x,w) = E_q(a|x,w)[q(y|a)]
     joint = lambda x, w: classify({"x": x, "w": w})  # noqa: E731

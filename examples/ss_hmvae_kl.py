@@ -67,8 +67,7 @@ def main(argv=None):
                          title="SS-HMVAE-kl")
 
     distributions = torch.nn.ModuleList([p_x, p_w, p_a, p_z, p_y, q_a, q_z, q_y, q_ax, q_aw]).to(device)
-    model = Model(loss, distributions=list(distributions), optimizer=torch.optim.Adam,
-                  optimizer_params={"lr": args.lr})
+    model = Model(loss, distributions=list(distributions), **training.model_options(args))
 
     classify = evaluation.marginal_classifier(q_a, q_y)             # q(y|x,w) = E_q(a|x,w)[q(y|a)]
     classify_x = evaluation.marginal_classifier(q_ax, q_y)          # q(y|x)   = E_q(a|x)[q(y|a)]

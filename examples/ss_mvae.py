@@ -57,8 +57,7 @@ def main(argv=None):
                          title="SS-MVAE")
 
     distributions = torch.nn.ModuleList([p_x, p_w, p_z, p_y, q_z, q_y]).to(device)
-    model = Model(loss, distributions=list(distributions), optimizer=torch.optim.Adam,
-                  optimizer_params={"lr": args.lr})
+    model = Model(loss, distributions=list(distributions), **training.model_options(args))
 
     settings = evaluation.with_zeros(lambda x, w: evaluation.probabilities(
         lambda inputs: q_y.get_params(inputs)["logits"], {"x": x, "w": w}))

@@ -11,7 +11,6 @@ Networks: x-D512BR-D512BR, heads D64 for q(z|x); z-D512BR-D512BR, then Dx for p(
 """
 import argparse
 
-import torch
 
 from common import data, multimodal, training
 from common.networks import Gaussian, Logits, mlp
@@ -40,7 +39,7 @@ def main(argv=None):
     draw_graphical_model([p * prior, q], out / "graphical_model.png", title="VAE")
 
     model = Model(-elbo.mean(), distributions=[q.to(device), p.to(device), prior.to(device)],
-                  optimizer=torch.optim.Adam, optimizer_params={"lr": args.lr})
+                  **training.model_options(args))
     x_test = paired.test[0]
     history = training.train(model, paired, args, checkpoints=out / "checkpoints",
                              prepare=lambda labelled, unlabelled: {"x": unlabelled["x"]},

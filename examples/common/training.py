@@ -27,9 +27,17 @@ import torch
 from . import data
 
 
+COMPILE = {"off": False, "on": True, "inductor": "inductor", "cudagraph": "cudagraph"}
+
+
+def model_options(args):
+    """The ``Model`` keyword arguments the command line sets: Adam with ``--lr``, ``compile=`` from ``--compile``."""
+    return {"optimizer": torch.optim.Adam, "optimizer_params": {"lr": args.lr}, "compile": COMPILE[args.compile]}
+
+
 def add_arguments(parser, script, epochs=500, batch_size=512, lr=1e-3, hidden=512):
     """Add --epochs --batch-size --lr --hidden --device --seed --out --eval-every --checkpoint-every --resume
-    (defaults: the papers' settings).
+    --compile (defaults: the papers' settings).
 
     ``script`` (the caller's ``__file__``) names the default results folder ``results/<script name>``.
     """
@@ -54,6 +62,9 @@ def add_arguments(parser, script, epochs=500, batch_size=512, lr=1e-3, hidden=51
                             "the latest two; Ctrl-C writes one too (default: 10)")
     group.add_argument("--resume", action="store_true",
                        help="continue exactly from the latest checkpoint in <out>/checkpoints")
+    group.add_argument("--compile", choices=sorted(COMPILE), default="off",
+                       help="compile the training step: 'on' is a CUDA graph on CUDA and inductor elsewhere "
+                            "(see pgm.models.Model); default: off")
     return parser
 
 
