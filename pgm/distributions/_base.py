@@ -256,10 +256,11 @@ class Distribution(nn.Module):
         leads = [scope.lead[c] for c in self.cond_var]
         # the network runs once per evaluation and inputs: KL(q, p) and E(q, ...) share q's output (and
         # a BatchNorm inside updates its statistics once), as in a hand-written step
+        # keyed by the identity of the inputs, which the entry keeps alive: an id is never reused within it
         key = ("params", id(self), *(id(a) for a in args), *leads)
         hit = scope.samples.get(key)
         if hit is not None:
-            return hit
+            return hit[0]
         if all(n == 1 for n in leads) and len({a.shape[0] for a in args}) == 1:
             out, lead_shape = self._net_params(args, [a.shape for a in args]), args[0].shape[:1]
         else:
@@ -271,7 +272,7 @@ class Distribution(nn.Module):
             out[k] = getattr(self, k)
         if validation_enabled():
             self._check_values(out)
-        scope.samples[key] = out, lead_shape
+        scope.samples[key] = (out, lead_shape), args
         return out, lead_shape
 
     def _missing_message(self, name, values):
@@ -299,14 +300,14 @@ class Distribution(nn.Module):
                tuple(id(scope.values.get(c)) for c in self.cond_var))
         hit = scope.samples.get(key)
         if hit is not None:
-            return hit
+            return hit[0]
         dist, params, lead_shape = self._distribution(scope)
         # draw for every leading dim of the scope the parameters lack (e.g. a prior inside a batch)
         missing = scope.lead_shape[: max(len(scope.lead_shape) - len(lead_shape), 0)]
         shape = torch.Size(sample_shape) + missing
         value = self._draw(dist, params, shape, reparam)
         result = ({self.var[0]: value}, len(shape) + len(lead_shape))
-        scope.samples[key] = result
+        scope.samples[key] = result, [scope.values.get(c) for c in self.cond_var]  # keeps the keyed inputs alive
         return result
 
     def _draw(self, dist, params, shape, reparam):

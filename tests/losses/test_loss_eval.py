@@ -240,3 +240,18 @@ def test_means_over_named_data_sets_use_their_own_inputs():
         loss.eval({"labelled": {"w": a}, "unlabelled": {"x": b}})
     with pytest.raises(ValueError, match="a data set's name must be an identifier"):
         KL(q, prior).mean("two words")
+
+
+def test_cached_network_outputs_keep_their_inputs_alive():
+    """The per-evaluation cache is keyed by the identity of the inputs; it keeps them alive, so a tensor made
+    later in the same evaluation can never take a freed input's id and get that input's output."""
+    import gc
+
+    from pgm._scope import Scope
+    q = Normal("q(z|x)", net=Gaussian(4, 2))
+    scope = Scope.from_inputs({"x": torch.zeros(3, 4)})
+    for i in range(20):  # without the reference, CPython hands a freed tensor's id to the next one at once
+        scope.values["x"] = torch.full((3, 4), float(i))
+        gc.collect()
+        params, _ = q._params(scope)
+        torch.testing.assert_close(params["loc"], q.net(scope.values["x"])["loc"])
