@@ -1,5 +1,8 @@
 """Data-parallel training: two CPU processes (gloo) stay identical and match one process on the whole batch."""
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -117,3 +120,35 @@ def test_one_process_is_not_distributed():
     assert not _distributed.resolve(None)
     assert _distributed.world_size() == 1 and _distributed.rank() == 0
     assert _distributed.gather("state") == ["state"]
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+def test_torchrun_launches_data_parallel_training(tmp_path):
+    """The launch users run: torchrun starts two processes of this file (see the bottom), each initializes the
+    process group from torchrun's environment, and Model picks it up by itself (distributed=None)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(WORLD),
+               __file__, str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    single = train(build(seed=0), batches(), tmp_path / "single")
+    for a, b, c in zip(ranks[0]["parameters"], ranks[1]["parameters"], single["parameters"]):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "checkpoints" / "epoch-0003.pt").is_file()
+
+
+def torchrun_worker(folder):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")  # rank, world size and address from torchrun's environment variables
+    try:
+        rank = dist.get_rank()
+        result = train(build(seed=rank), batches(shard(rank)), f"{folder}/checkpoints")
+        torch.save(result, f"{folder}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    torchrun_worker(sys.argv[1])
