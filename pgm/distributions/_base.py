@@ -254,9 +254,9 @@ class Distribution(nn.Module):
                 raise MissingInputError(self._missing_message(c, values))
         args = [values[c] for c in self.cond_var]
         leads = [scope.lead[c] for c in self.cond_var]
-        # the network runs once per evaluation and inputs: KL(q, p) and E(q, ...) share q's output (and
-        # a BatchNorm inside updates its statistics once), as in a hand-written step
-        # keyed by the identity of the inputs, which the entry keeps alive: an id is never reused within it
+        # the network runs once per evaluation and inputs: KL(q, p) and E(q, ...) share q's output (and a
+        # BatchNorm inside updates its statistics once), as in a hand-written step. The entry keeps the inputs
+        # it is keyed by (their ids) alive, so no later tensor of the evaluation can take one of those ids.
         key = ("params", id(self), *(id(a) for a in args), *leads)
         hit = scope.samples.get(key)
         if hit is not None:

@@ -290,8 +290,6 @@ class _Reduce(Loss):
         return ",".join(self.children[0].input_var if self.data is not None else self.input_var)
 
 
-
-
 class _Mean(_Reduce):
     def _sym(self):
         data, name = self._variables(), self.data or "data"

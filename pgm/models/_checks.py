@@ -2,6 +2,7 @@
 dtype (checked once per input signature) and a non-finite loss (diagnosed term by term)."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import numbers
@@ -11,9 +12,19 @@ import torch
 from ..distributions import set_validation, validation_enabled
 from ..losses import _base as _loss_nodes
 
-# nodes a diagnosis looks through to find the sum whose terms it names: reductions and negation
-_TRANSPARENT = tuple(getattr(_loss_nodes, n) for n in ("_Reduce", "_Mean", "_Sum", "_Neg", "_Abs")
-                     if hasattr(_loss_nodes, n))
+# nodes a diagnosis looks through to find the sum whose terms it names: reductions (mean, sum) and negation
+_TRANSPARENT = (_loss_nodes._Reduce, _loss_nodes._Neg, _loss_nodes._Abs)
+
+
+@contextlib.contextmanager
+def validation(enabled):
+    """Parameter checks (see :func:`pgm.distributions.set_validation`) on or off inside the block."""
+    before = validation_enabled()
+    set_validation(enabled)
+    try:
+        yield
+    finally:
+        set_validation(before)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -142,12 +153,8 @@ def non_finite_report(loss, inputs, params, distributions, value):
     samples are fresh draws, so a term that failed only for an unlucky sample may show as finite.
     """
     terms, details = [], []
-    before = validation_enabled()
-    set_validation(False)  # a NaN parameter must show up as a NaN term, not as a failed parameter check
-    try:
+    with validation(False):  # a NaN parameter must show up as a NaN term, not as a failed parameter check
         _evaluate_terms(loss, inputs, params, terms, details)
-    finally:
-        set_validation(before)
     parts = [f"the loss is {value}"]
     if details:
         parts.append("non-finite terms: " + "; ".join(details))

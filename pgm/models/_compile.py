@@ -23,22 +23,12 @@ import warnings
 
 import torch
 
-from ..distributions import set_validation, validation_enabled
+from ._checks import validation
 
 MODES = ("inductor", "cudagraph")
 
 # the torch.compile backend; tests substitute a cheaper or a failing one
 BACKEND = "inductor"
-
-
-@contextlib.contextmanager
-def validation(enabled):
-    before = validation_enabled()
-    set_validation(enabled)
-    try:
-        yield
-    finally:
-        set_validation(before)
 
 
 def check_mode(compile):

@@ -212,7 +212,7 @@ class Model:
         if not self._checked[mode] or not validation_enabled():
             value = self._forward(loss, inputs, params, distributed=mode == "train")
         else:
-            with _compile.validation(False):
+            with _checks.validation(False):
                 value = self._forward(loss, inputs, params, distributed=mode == "train")
         self._checked[mode] = True
         return value
