@@ -69,7 +69,8 @@ def graphical_model(distributions, classifier=None, observed=None) -> GraphicalM
 
     >>> from pgm.distributions import Bernoulli, Normal
     >>> q = Normal("q(z|x)", net=lambda x: {})
-    >>> g = graphical_model([Bernoulli("p(x|z)", net=lambda z: {}), Normal("p(z)", loc=0.0, scale=1.0), q])
+    >>> prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    >>> g = graphical_model([Bernoulli("p(x|z)", net=lambda z: {}), prior, q])
     >>> g.nodes, g.edges, sorted(g.observed), g.layers
     (['x', 'z'], [('z', 'x', 'generative'), ('x', 'z', 'inference')], ['x'], {'x': 1, 'z': 0})
     """
