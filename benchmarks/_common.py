@@ -12,9 +12,10 @@ def parser(description, configs):
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--steps", type=int, default=200, help="timed steps per implementation (default: 200)")
+    p.add_argument("--steps", type=int, default=200,
+                   help="timed steps per implementation, rounded down to a multiple of --rounds (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=20,
-                   help="untimed steps first, compilation included (default: 20)")
+                   help="untimed steps first, compilation included (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=5,
                    help="the timed steps are split into this many rounds that visit the implementations in turn, "
                         "so that a slow spell of the machine hits them all alike (default: 5)")
@@ -84,6 +85,25 @@ def table(rows, reference):
         ratio = f"{ms / base[config]:.2f}x" if config in base else "n/a"
         lines.append(f"| {config} | {impl} | {ms:.2f} | {ratio} | {warm:.1f} | {loss:.4g} |")
     return "\n".join(lines)
+
+
+REFERENCE = "pytorch eager"
+
+
+def implementations(device, pytorch_eager, pytorch_cuda_graph, pgm_model):
+    """What both benchmarks time, in table order: hand-written PyTorch (eager; on CUDA also captured by hand as
+    one CUDA graph), pgm eager and ``compile=True`` (named by the step pgm picks on ``device``), and on CUDA
+    also pgm's inductor step. ``pgm_model(compile)`` builds a pgm step for a ``compile=`` value."""
+    from pgm.models._compile import resolve_mode
+
+    impls = {REFERENCE: pytorch_eager}
+    if device.type == "cuda":
+        impls["pytorch cuda graph (by hand)"] = pytorch_cuda_graph
+    impls["pgm eager"] = pgm_model(False)
+    impls[f"pgm compile=True ({resolve_mode(True, device, distributed=False)})"] = pgm_model(True)
+    if device.type == "cuda":
+        impls["pgm compile='inductor'"] = pgm_model("inductor")
+    return impls
 
 
 def capture_step(loss_fn, optimizer, static_inputs, device, warmup=3):

@@ -31,7 +31,7 @@ from pgm.models import Model  # noqa: E402
 DX = DW = 392
 K, DA, DZ = 10, 128, 64
 ALPHA, BETA, TEMPERATURE, LR = 1.0, 0.1, 0.5, 1e-3
-REFERENCE = "pytorch eager"
+REFERENCE = _common.REFERENCE
 
 
 def networks(hidden):
@@ -151,21 +151,14 @@ def pytorch_cuda_graph(nets, data, device):
 
 
 def implementations(device):
-    impls = {REFERENCE: pytorch_eager}
-    if device.type == "cuda":
-        impls["pytorch cuda graph (by hand)"] = pytorch_cuda_graph
-    impls["pgm eager"] = pgm_model(False)
-    impls[f"pgm compile=True ({'cudagraph' if device.type == 'cuda' else 'inductor'})"] = pgm_model(True)
-    if device.type == "cuda":
-        impls["pgm compile='inductor'"] = pgm_model("inductor")
-    return impls
+    return _common.implementations(device, pytorch_eager, pytorch_cuda_graph, pgm_model)
 
 
 def batches(batch, device, generator, count=4):
+    def binary(n, d):
+        return (torch.rand(n, d, generator=generator) < 0.5).float().to(device)
     out = []
     for _ in range(count):
-        def binary(n, d):
-            return (torch.rand(n, d, generator=generator) < 0.5).float().to(device)
         y = F.one_hot(torch.randint(0, K, (batch,), generator=generator), K).float().to(device)
         out.append(((binary(batch, DX), binary(batch, DW), y), (binary(batch, DX), binary(batch, DW))))
     return out

@@ -29,7 +29,7 @@ from pgm.distributions import Bernoulli, Normal  # noqa: E402
 from pgm.models import VAE  # noqa: E402
 
 X_DIM, BATCH, LR = 784, 128, 1e-3
-REFERENCE = "pytorch eager"
+REFERENCE = _common.REFERENCE
 
 
 class Encoder(nn.Module):
@@ -119,6 +119,7 @@ def pixyz(encoder, decoder, data, device):
                         name="p_prior").to(device)
     model = PixyzVAE(encoder=q, decoder=p, regularizer=KullbackLeibler(q, prior), optimizer=torch.optim.Adam,
                      optimizer_params={"lr": LR})
+
     def step(i):
         loss = model.train({"x": data[i % len(data)]})
         return loss.item() if isinstance(loss, torch.Tensor) else float(loss)
@@ -151,13 +152,7 @@ def pyro(encoder, decoder, data, device):
 
 
 def implementations(device):
-    impls = {REFERENCE: pytorch_eager}
-    if device.type == "cuda":
-        impls["pytorch cuda graph (by hand)"] = pytorch_cuda_graph
-    impls["pgm eager"] = pgm_model(False)
-    impls[f"pgm compile=True ({'cudagraph' if device.type == 'cuda' else 'inductor'})"] = pgm_model(True)
-    if device.type == "cuda":
-        impls["pgm compile='inductor'"] = pgm_model("inductor")
+    impls = _common.implementations(device, pytorch_eager, pytorch_cuda_graph, pgm_model)
     impls["pixyz"], impls["pyro"] = pixyz, pyro
     return impls
 

@@ -13,8 +13,7 @@ unimodal encoder: compare examples/jmvae_kl.py). Also draws w from x and x from 
 """
 import argparse
 
-
-from common import data, multimodal, training
+from common import data, multimodal, results, training
 from pgm.losses import E, KL, LogProb
 from pgm.models import Model
 from pgm.visualize import draw_graphical_model
@@ -27,7 +26,7 @@ def main(argv=None):
     multimodal.add_arguments(parser)
     args = parser.parse_args(argv)
     out, device = training.setup(args)
-    paired = training.to_device(multimodal.unsupervised(data.from_args(args)), device)
+    paired = multimodal.load_data(args, device)
     print(f"Data: {paired.description} (labels unused)")
 
     p_x, p_w, prior, q = multimodal.joint_model(*paired.unlabelled, args.hidden, args.latent)
@@ -37,17 +36,14 @@ def main(argv=None):
 
     model = Model(-objective.mean(), [d.to(device) for d in (p_x, p_w, prior, q)], **training.model_options(args))
     test = {"x": paired.test[0], "w": paired.test[1]}
-    history = training.train(model, paired, args, checkpoints=out / "checkpoints",
-                             prepare=lambda labelled, unlabelled: unlabelled,
+    history = training.train(model, paired, args, out, prepare=lambda labelled, unlabelled: unlabelled,
                              monitor=lambda: {"test L": -model.test(test)})
-    training.plot_learning_curves(history, out / "learning_curves.png")
-    model.save(out / "model.pt")
 
     scores = {"L_JMVAE": -model.test(test),
               **multimodal.evaluate_joint_model(out, paired, p_x, p_w, prior, q, samples=args.iw_samples,
                                                 title="JMVAE")}
-    return multimodal.write_results(out, f"JMVAE: test log-likelihoods (K={args.iw_samples})", {"JMVAE": scores},
-                                    args, paired.description, objective.latex(), history)
+    return results.write(out, f"JMVAE: test log-likelihoods (K={args.iw_samples})", {"JMVAE": scores}, args,
+                         paired.description, objective.latex(), history)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,7 @@ alpha defaults to 0.1 (PAPERS.md gives no value; the JMVAE paper compares severa
 """
 import argparse
 
-
-from common import data, multimodal, training
+from common import data, multimodal, results, training
 from common.networks import Gaussian, mlp
 from pgm.distributions import Normal
 from pgm.losses import E, KL, LogProb, Parameter
@@ -31,7 +30,7 @@ def main(argv=None):
     parser.add_argument("--alpha", type=float, default=0.1, help="weight of the KL terms (default: 0.1)")
     args = parser.parse_args(argv)
     out, device = training.setup(args)
-    paired = training.to_device(multimodal.unsupervised(data.from_args(args)), device)
+    paired = multimodal.load_data(args, device)
     print(f"Data: {paired.description} (labels unused)")
     h, dz = args.hidden, args.latent
 
@@ -47,18 +46,15 @@ def main(argv=None):
     model = Model(-objective.mean(), [d.to(device) for d in (p_x, p_w, prior, q, q_x, q_w)],
                   **training.model_options(args))
     test = {"x": paired.test[0], "w": paired.test[1]}
-    history = training.train(model, paired, args, params={"alpha": args.alpha}, checkpoints=out / "checkpoints",
+    history = training.train(model, paired, args, out, params={"alpha": args.alpha},
                              prepare=lambda labelled, unlabelled: unlabelled,
                              monitor=lambda: {"test L": -model.test(test, alpha=args.alpha)})
-    training.plot_learning_curves(history, out / "learning_curves.png")
-    model.save(out / "model.pt")
 
     scores = {"L_JMVAE-kl": -model.test(test, alpha=args.alpha),
               **multimodal.evaluate_joint_model(out, paired, p_x, p_w, prior, q, q_x, q_w, samples=args.iw_samples,
                                                 title=f"JMVAE-kl (alpha={args.alpha:g})")}
-    return multimodal.write_results(out, f"JMVAE-kl (alpha={args.alpha:g}): test log-likelihoods "
-                                         f"(K={args.iw_samples})", {"JMVAE-kl": scores}, args, paired.description,
-                                    objective.latex(), history)
+    return results.write(out, f"JMVAE-kl (alpha={args.alpha:g}): test log-likelihoods (K={args.iw_samples})",
+                         {"JMVAE-kl": scores}, args, paired.description, objective.latex(), history)
 
 
 if __name__ == "__main__":

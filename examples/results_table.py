@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common.evaluation import ACCURACY_KEYS, _HEADINGS
+from common.evaluation import ACCURACY_KEYS, HEADINGS
 
 
 def load(folder):
@@ -28,7 +28,7 @@ def load(folder):
 
 def table(records):
     keys = [k for k in ACCURACY_KEYS if any(k in r for r in records)]
-    lines = ["| model | data | epochs | " + " | ".join(_HEADINGS[k] for k in keys) + " |",
+    lines = ["| model | data | epochs | " + " | ".join(HEADINGS[k] for k in keys) + " |",
              "| --- | --- | ---: | " + " | ".join("---:" for _ in keys) + " |"]
     for r in records:
         cells = [f"{r[k]:.2f}" if k in r else "" for k in keys]

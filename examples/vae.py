@@ -11,8 +11,7 @@ Networks: x-D512BR-D512BR, heads D64 for q(z|x); z-D512BR-D512BR, then Dx for p(
 """
 import argparse
 
-
-from common import data, multimodal, training
+from common import data, multimodal, results, training
 from common.networks import Gaussian, Logits, mlp
 from pgm.distributions import Bernoulli, Normal
 from pgm.losses import E, KL, LogProb
@@ -27,7 +26,7 @@ def main(argv=None):
     multimodal.add_arguments(parser)
     args = parser.parse_args(argv)
     out, device = training.setup(args)
-    paired = training.to_device(multimodal.unsupervised(data.from_args(args)), device)
+    paired = multimodal.load_data(args, device)
     print(f"Data: {paired.description} (x only, labels unused)")
     dx, h, dz = paired.x_dim, args.hidden, args.latent
 
@@ -41,17 +40,14 @@ def main(argv=None):
     model = Model(-elbo.mean(), distributions=[q.to(device), p.to(device), prior.to(device)],
                   **training.model_options(args))
     x_test = paired.test[0]
-    history = training.train(model, paired, args, checkpoints=out / "checkpoints",
-                             prepare=lambda labelled, unlabelled: {"x": unlabelled["x"]},
+    history = training.train(model, paired, args, out, prepare=lambda labelled, unlabelled: {"x": unlabelled["x"]},
                              monitor=lambda: {"test ELBO": -model.test({"x": x_test})})
-    training.plot_learning_curves(history, out / "learning_curves.png")
-    model.save(out / "model.pt")
 
     scores = {"ELBO": -model.test({"x": x_test}),
               "log p(x)": multimodal.importance_log_likelihood(p * prior, q, {"x": x_test}, args.iw_samples)
                                     .mean().item()}
-    return multimodal.write_results(out, f"VAE: test ELBO and log p(x) (IWAE, K={args.iw_samples})",
-                                    {"VAE": scores}, args, paired.description, elbo.latex(), history)
+    return results.write(out, f"VAE: test ELBO and log p(x) (IWAE, K={args.iw_samples})", {"VAE": scores}, args,
+                         paired.description, elbo.latex(), history)
 
 
 if __name__ == "__main__":

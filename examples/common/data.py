@@ -383,7 +383,7 @@ def add_arguments(parser):
                        help="noisy pairing: standard deviation of the added Gaussian noise (default: 0.5)")
     group.add_argument("--data-root", default=None, help="folder (or .npz file for features) to read data from")
     group.add_argument("--labels", type=int_or_all, default=100,
-                       help="number of labelled training examples, class-balanced, or 'all' (default: 100)")
+                       help="number of labelled training examples, class-balanced, or 'all' (default: %(default)s)")
     group.add_argument("--download", action="store_true",
                        help="mnist/fashion: let torchvision download the files into --data-root first")
     return parser

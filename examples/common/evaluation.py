@@ -7,7 +7,8 @@ The papers score a classifier with three inputs (PAPERS.md section 7):
   unimodal encoder q(a|x) / q(a|w) (c);
 * ``x_iterative`` / ``w_iterative``: the missing modality imputed by iterative sampling (b).
 
-A classifier here is a function ``classify(x (N, Dx), w (N, Dw)) -> class probabilities (N, K)``.
+A classifier here is a function ``classify(x (N, Dx), w (N, Dw)) -> class probabilities (N, K)``;
+:func:`marginal_classifier` gives one of an inputs dict, which the scripts wrap into that form.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from . import results
 
 ACCURACY_KEYS = ("x", "w", "x+w", "x_iterative", "w_iterative", "x_zeroed", "w_zeroed")
-_HEADINGS = {"x": "x", "w": "w", "x+w": "x+w", "x_iterative": "x (iterative)", "w_iterative": "w (iterative)",
+HEADINGS = {"x": "x", "w": "w", "x+w": "x+w", "x_iterative": "x (iterative)", "w_iterative": "w (iterative)",
              "x_zeroed": "x (w zeroed)", "w_zeroed": "w (x zeroed)"}
 
 
@@ -46,6 +47,13 @@ def with_zeros(classify):
             "x+w": classify}
 
 
+def decoder_mean(params):
+    """The mean of a decoder from its parameters: a Bernoulli's ``probs`` (sigmoid of ``logits``), a Normal's ``loc``."""
+    if "probs" in params:
+        return params["probs"]
+    return torch.sigmoid(params["logits"]) if "logits" in params else params["loc"]
+
+
 def impute(q_a, decoder, inputs, steps):
     """Iterative sampling (Rezende et al. 2014): fill ``decoder``'s variable in ``inputs`` by repeating ``steps``
     times a ~ q(a|x,w), missing <- the Bernoulli mean of decoder p(missing|a), starting from uniform noise.
@@ -59,7 +67,7 @@ def impute(q_a, decoder, inputs, steps):
     for _ in range(steps):
         a = q_a.sample(inputs)[q_a.var[0]]
         params = decoder.get_params({q_a.var[0]: a})
-        inputs[missing] = params["probs"] if "probs" in params else torch.sigmoid(params["logits"])
+        inputs[missing] = decoder_mean(params)
     return inputs
 
 
@@ -94,5 +102,5 @@ def write_results(out, model_name, accuracies, args, description, objective, his
     """
     keys = [k for k in ACCURACY_KEYS if k in accuracies] + [k for k in accuracies if k not in ACCURACY_KEYS]
     return results.write(out, f"{model_name}: test accuracy (%)", {model_name: {k: accuracies[k] for k in keys}},
-                         args, description, objective, history, headings=_HEADINGS,
+                         args, description, objective, history, headings=HEADINGS,
                          objective_heading="Loss (minimized, the negative objective)")

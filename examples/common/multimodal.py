@@ -1,15 +1,23 @@
-"""What the unsupervised multimodal scripts (vae, mvae, jmvae, jmvae_kl) share: the scores and figures they report.
+"""What the unsupervised multimodal scripts (vae, mvae, jmvae, jmvae_kl) share.
 
+* networks: :class:`Code` (an autoencoder's code), :class:`UnitGaussian`, :func:`decoder`, :func:`joint_model`
+  (JMVAE's p(x|z), p(w|z), p(z), q(z|x,w));
+* data: :func:`load_data` (every training pair, labels unused), :func:`training_pairs`, :func:`unsupervised`,
+  :func:`encode`, :func:`generate`;
 * :func:`lrap`: label ranking average precision of a logistic regression from latent codes to labels
-  (the MVAE paper's score of a representation, PAPERS.md section 2).
-* :func:`importance_log_likelihood` and :func:`conditional_log_likelihood`: importance-sampled test
-  log-likelihoods with :class:`pgm.losses.IWAE` (the JMVAE paper's joint and conditional log-likelihoods);
-  :func:`multimodal_log_likelihoods` puts them together for a two-modality model.
-* :func:`cross_modal_figure`: one modality generated from the other, as a PNG grid.
-* :func:`write_results`: results.json / .md / .csv for scores that are not accuracies.
+  (the MVAE paper's score of a representation, PAPERS.md section 2);
+* :func:`importance_log_likelihood`: importance-sampled test log-likelihoods with :class:`pgm.losses.IWAE`;
+  :func:`multimodal_log_likelihoods` gives the JMVAE paper's joint and conditional ones of a two-modality model
+  (:func:`conditional_log_likelihood` is the same estimator of one conditional, for users and the tests);
+* :func:`cross_modal_figure`: one modality generated from the other, as a PNG grid;
+  :func:`evaluate_joint_model`: the log-likelihoods and the figure of a JMVAE;
+* :func:`add_arguments`: --latent and --iw-samples.
+
+Scores are written with :func:`common.results.write`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 from pathlib import Path
@@ -21,7 +29,8 @@ from torch import nn
 from pgm.distributions import Bernoulli, Normal
 from pgm.losses import IWAE
 
-from . import results
+from . import data, training
+from .evaluation import decoder_mean
 from .networks import Gaussian, Join, Logits, mlp
 
 
@@ -79,16 +88,29 @@ def unsupervised(paired):
     return dataclasses.replace(paired, unlabelled=training_pairs(paired))
 
 
+def load_data(args, device):
+    """The paired data of ``args`` (see common.data) with every training pair in ``unlabelled``, on ``device``."""
+    return training.to_device(unsupervised(data.from_args(args)), device)
+
+
+@contextlib.contextmanager
 def _evaluating(*modules):
-    """Put ``modules`` in evaluation mode; returns a function that restores the mode of each of their submodules."""
+    """``modules`` in evaluation mode inside the block; the mode of each submodule is restored after it."""
     modes = [(m, m.training) for module in modules for m in module.modules()]
     for module in modules:
         module.eval()
-
-    def restore():
+    try:
+        yield
+    finally:
         for m, mode in modes:
             m.training = mode
-    return restore
+
+
+def _chunks(inputs, batch_size):
+    """``inputs`` (a dict of (N, ...) tensors) in consecutive chunks of ``batch_size`` rows."""
+    n = len(next(iter(inputs.values())))
+    for i in range(0, n, batch_size):
+        yield {k: v[i:i + batch_size] for k, v in inputs.items()}
 
 
 @torch.no_grad()
@@ -97,30 +119,16 @@ def encode(q, inputs, batch_size=1000):
 
     For a ``Deterministic`` encoder the sample is its code. Returns (N, Dz).
     """
-    restore = _evaluating(q)
-    n = len(next(iter(inputs.values())))
-    codes = [q.sample({k: v[i:i + batch_size] for k, v in inputs.items()})[q.var[0]]
-             for i in range(0, n, batch_size)]
-    restore()
-    return torch.cat(codes)
+    with _evaluating(q):
+        return torch.cat([q.sample(chunk)[q.var[0]] for chunk in _chunks(inputs, batch_size)])
 
 
 @torch.no_grad()
 def generate(q, decoder, inputs, batch_size=1000):
-    """The mean of ``decoder`` (e.g. p(w|z)) at one sample z ~ q(z|inputs), in evaluation mode: (N, D).
-
-    The mean of a Bernoulli is its ``probs`` (sigmoid of the logits), of a Normal its ``loc``.
-    """
-    restore = _evaluating(q, decoder)
-    n = len(next(iter(inputs.values())))
-    means = []
-    for i in range(0, n, batch_size):
-        z = q.sample({k: v[i:i + batch_size] for k, v in inputs.items()})[q.var[0]]
-        params = decoder.get_params({q.var[0]: z})
-        means.append(params["probs"] if "probs" in params else
-                     torch.sigmoid(params["logits"]) if "logits" in params else params["loc"])
-    restore()
-    return torch.cat(means)
+    """The mean of ``decoder`` (e.g. p(w|z)) at one sample z ~ q(z|inputs), in evaluation mode: (N, D)."""
+    with _evaluating(q, decoder):
+        return torch.cat([decoder_mean(decoder.get_params({q.var[0]: q.sample(chunk)[q.var[0]]}))
+                          for chunk in _chunks(inputs, batch_size)])
 
 
 # ------------------------------------------------------------------------------------------------- LRAP
@@ -174,11 +182,8 @@ def importance_log_likelihood(p, q, inputs, samples=1000, batch_size=100):
     ``batch_size`` rows.
     """
     estimate = IWAE(p, q, sample_shape=samples)
-    restore = _evaluating(p, q)
-    n = len(next(iter(inputs.values())))
-    values = [estimate.eval({k: v[i:i + batch_size] for k, v in inputs.items()}) for i in range(0, n, batch_size)]
-    restore()
-    return torch.cat(values)
+    with _evaluating(p, q):
+        return torch.cat([estimate.eval(chunk) for chunk in _chunks(inputs, batch_size)])
 
 
 def conditional_log_likelihood(joint, joint_proposal, marginal, marginal_proposal, inputs, marginal_inputs=None,
@@ -249,11 +254,6 @@ def cross_modal_figure(path, rows, image_shape, columns=8, title=None):
 
 
 # ---------------------------------------------------------------------------------------------- results
-def write_results(out, title, table, args, description, objective, history=None, flat=True):
-    """Print a table of scores and write ``out``/results.json, .md and .csv (see :func:`common.results.write`)."""
-    return results.write(out, title, table, args, description, objective, history, flat=flat)
-
-
 # ---------------------------------------------------------------------------------------------- options
 def add_arguments(parser, latent=64, iw_samples=1000):
     """Add --latent (the size of z) and --iw-samples (K of the importance-sampled log-likelihoods)."""

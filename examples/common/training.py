@@ -1,14 +1,14 @@
-"""Command-line options, seeding and the semi-supervised training loop the example scripts share.
+"""Command-line options, seeding and the training loop every example script shares.
 
 A script uses it as::
 
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     training.add_arguments(parser, __file__)
     data.add_arguments(parser)
     args = parser.parse_args(argv)
     out, device = training.setup(args)
-    paired = training.to_device(data.from_args(args), device)
-    ...
+    paired = training.load_data(args, device)       # multimodal.load_data for the unsupervised models
+    model = Model(loss, distributions, **training.model_options(args))
     history = training.train(model, paired, args, out, params={"alpha": 1.0}, monitor=...)
 
 The loop is ``model.fit``, with checkpoints in ``<out>/checkpoints``.
@@ -28,6 +28,7 @@ from . import data
 
 
 COMPILE = {"off": False, "on": True, "inductor": "inductor", "cudagraph": "cudagraph"}
+MONITOR = "monitor:"  # the prefix of the monitored values in the records of model.fit
 
 
 def model_options(args):
@@ -55,8 +56,8 @@ def add_arguments(parser, script, epochs=500, batch_size=512, lr=1e-3, hidden=51
     group.add_argument("--out", type=Path, default=Path("results") / name,
                        help=f"results folder (default: results/{name})")
     group.add_argument("--eval-every", type=int, default=10,
-                       help="test accuracy (x+w) for the learning curves every this many epochs; 0: never "
-                            "(default: 10)")
+                       help="test scores (accuracies, or the test objective) for the learning curves every "
+                            "this many epochs and after the last; 0: only after the last (default: 10)")
     group.add_argument("--checkpoint-every", type=int, default=10,
                        help="write <out>/checkpoints/epoch-NNNN.pt every this many epochs and at the end, keeping "
                             "the latest two; Ctrl-C writes one too (default: 10)")
@@ -138,10 +139,11 @@ def train(model, paired, args, out=None, params=None, prepare=None, monitor=None
     def callback(record):
         epoch, extra = record["epoch"], {"seconds": time.perf_counter() - clock[0]}
         if monitor is not None and ((args.eval_every and epoch % args.eval_every == 0) or epoch == args.epochs):
-            extra.update({f"monitor:{key}": float(value) for key, value in monitor().items()})
+            extra.update({MONITOR + key: float(value) for key, value in monitor().items()})
             if not interactive:
                 print(f"epoch {epoch}/{args.epochs} ({extra['seconds']:.2f} s): loss {record['train_loss']:.4g}, "
-                      + ", ".join(f"{k[8:]} {v:.4g}" for k, v in extra.items() if k.startswith("monitor:")),
+                      + ", ".join(f"{k.removeprefix(MONITOR)} {v:.4g}" for k, v in extra.items()
+                                  if k.startswith(MONITOR)),
                       flush=True)
         clock[0] = time.perf_counter()
         return extra
@@ -153,7 +155,7 @@ def train(model, paired, args, out=None, params=None, prepare=None, monitor=None
     history = {"epoch": [r["epoch"] for r in records], "loss": [r["train_loss"] for r in records],
                "seconds": [r["seconds"] for r in records], "monitor_epoch": []}
     for r in records:
-        monitored = {k[8:]: v for k, v in r.items() if k.startswith("monitor:")}
+        monitored = {k.removeprefix(MONITOR): v for k, v in r.items() if k.startswith(MONITOR)}
         if monitored:
             history["monitor_epoch"].append(r["epoch"])
         for key, value in monitored.items():

@@ -255,6 +255,13 @@ def test_idx_file_with_one_missing_file_raises(tmp_path):
         data.load("mnist", data_root=tmp_path, labels=3)
 
 
+def test_idx_files_with_more_labels_than_images_raise(tmp_path):
+    write_fake_mnist(tmp_path, gzipped=False)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(7, np.uint8), gzipped=False)
+    with pytest.raises(ValueError, match=r"the IDX files in .* hold different numbers of images and labels"):
+        data.load("mnist", data_root=tmp_path, labels=3)
+
+
 @pytest.mark.parametrize("content, message", [
     (b"\x08\x03\x00\x00", r"is not an IDX file \(bad magic number 08030000\)"),
     (bytes([0, 0, 8, 1]) + struct.pack(">i", 5) + b"\x01\x02", r"has 10 bytes; its header \(shape \(5,\)\) says 13"),
@@ -407,3 +414,25 @@ def test_command_line_rejects_bad_labels(capsys):
     with pytest.raises(SystemExit):
         data.add_arguments(argparse.ArgumentParser()).parse_args(["--labels", "some"])
     assert "invalid int_or_all value: 'some'" in capsys.readouterr().err
+
+
+def test_label_counts_the_training_set_cannot_give_raise():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"labels=0 must be at least 1"):
+        data.labelled_indices(np.ones((10, 4)), 0, 4, rng)  # multi-hot labels
+    y = np.array([0] + [1] * 20)  # one example of class 0
+    with pytest.raises(ValueError, match=r"labels=10 needs 5 examples of class 0 but the training set has 1; "
+                                         r"use fewer labels"):
+        data.labelled_indices(y, 10, 2, rng)
+
+
+def test_semi_supervised_scripts_refuse_multilabel_features(tmp_path):
+    from common import training
+    np.savez(tmp_path / "f.npz", **make_features(0, multilabel=True))
+    parser = argparse.ArgumentParser()
+    training.add_arguments(parser, "script.py")
+    data.add_arguments(parser)
+    args = parser.parse_args(["--dataset", "features", "--data-root", str(tmp_path / "f.npz"), "--labels", "10"])
+    with pytest.raises(ValueError, match=r"the semi-supervised models classify into one of K classes; the features "
+                                         r"given are multi-label"):
+        training.load_data(args, torch.device("cpu"))

@@ -104,6 +104,13 @@ def test_join_and_heads_follow_the_papers_blocks():
     assert logits.shape == (7, 10)
 
 
+def test_join_misuse_is_explained():
+    with pytest.raises(ValueError, match=r"Join: 2 inputs but 3 branches\."):
+        networks.Join([5, 3], branches=[[8], [8], []])
+    with pytest.raises(ValueError, match=r"Join: expected 2 inputs; got 1\."):
+        networks.Join([5, 3], branches=[[8], [8]])(torch.randn(4, 5))
+
+
 class _Fixed:
     """Stands for a Model in evaluation.accuracies: distributions with eval()."""
     distributions = torch.nn.ModuleList()
