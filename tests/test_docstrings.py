@@ -7,10 +7,17 @@ import pytest
 
 import pgm
 
-MODULES = [m.name for m in pkgutil.walk_packages(pgm.__path__, "pgm.")]
+FINDER = doctest.DocTestFinder()
+MODULES = [m.name for m in pkgutil.walk_packages(pgm.__path__, "pgm.")
+           if any(t.examples for t in FINDER.find(importlib.import_module(m.name)))]
+
+
+def test_modules_with_examples_are_found():
+    assert {"pgm.distributions.normal", "pgm.visualize"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0, f"{result.failed} of {result.attempted} docstring examples of {name} failed"
+    assert result.attempted > 0 and result.failed == 0, \
+        f"{result.failed} of {result.attempted} docstring examples of {name} failed"

@@ -1,5 +1,6 @@
 """pgm.visualize draws a model's graphical model from its distributions: the graph (nodes, arrows, shading,
 layers) is checked without pixels, then the PNG and SVG files."""
+import sys
 import xml.etree.ElementTree as ElementTree
 
 import pytest
@@ -118,3 +119,11 @@ def test_misuse_is_explained(tmp_path, vae):
     with pytest.raises(TypeError, match="draw_graphical_model takes pgm distributions; got str"):
         draw_graphical_model(list(vae), classifier="q(y|x)")
     assert not (tmp_path / "model.jpg").exists()
+
+
+def test_drawing_without_matplotlib_is_explained(monkeypatch, vae):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if matplotlib were not installed
+    with pytest.raises(ImportError, match=r"draw_graphical_model needs matplotlib: pip install matplotlib \(or "
+                                          r"pgm\[examples\]\); graphical_model\(\.\.\.\) gives the nodes and edges"):
+        draw_graphical_model(list(vae))
+    assert graphical_model(list(vae)).nodes  # the drawing-free part still works

@@ -133,7 +133,7 @@ def test_product_with_a_cycle_cannot_sample():
 
 
 def test_product_with_a_number_raises(factors):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=rf"unsupported operand type\(s\) for \*: '{type(factors[0]).__name__}' and 'int'"):
         factors[0] * 2
 
 

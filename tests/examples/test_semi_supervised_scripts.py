@@ -47,13 +47,7 @@ RUNS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread (two threads spin on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("script, extra, keys", RUNS, ids=[f"{s}{''.join(e[:1])}" for s, e, _ in RUNS])
@@ -177,7 +171,7 @@ def test_results_table_collects_runs_in_the_order_given(tmp_path, capsys):
         results_table.main([str(tmp_path / "c")])
 
 
-def test_compile_option_trains_the_compiled_step(tmp_path, monkeypatch):
+def test_compile_option_trains_the_compiled_step(tmp_path, monkeypatch, capsys):
     """--compile inductor goes through Model(compile='inductor'); the aot_eager backend stands in for inductor
     (no code generation, the same Dynamo and AOTAutograd path); a fallback would warn, which fails the test."""
     from torch._dynamo.backends.registry import lookup_backend
@@ -195,3 +189,4 @@ def test_compile_option_trains_the_compiled_step(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "results.json").read_text())["settings"]["compile"] == "inductor"
     with pytest.raises(SystemExit):
         module.main(TINY + ["--compile", "fast", "--out", str(tmp_path)])
+    assert "argument --compile: invalid choice: 'fast'" in capsys.readouterr().err

@@ -193,16 +193,18 @@ def test_checkpoints_every_n_epochs_and_at_the_end(tmp_path):
     assert_same(parameters(other), parameters(model))
 
 
+class Writer:
+    """Stands for a TensorBoard SummaryWriter: remembers (tag, step) of each scalar."""
+
+    def __init__(self):
+        self.scalars = []
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, step))
+
+
 def test_progress_bar_and_tensorboard_writer(capsys):
     pytest.importorskip("tqdm")
-
-    class Writer:
-        def __init__(self):
-            self.scalars = []
-
-        def add_scalar(self, tag, value, step):
-            self.scalars.append((tag, step))
-
     writer = Writer()
     build().fit(DictData_batches(), 2, valid_data=VALID, progress=True, tensorboard=writer, params=PARAMS)
     assert writer.scalars == [("loss/train", 1), ("loss/valid", 1), ("loss/train", 2), ("loss/valid", 2)]
@@ -254,24 +256,20 @@ def test_fit_misuse_is_explained(tmp_path):
 
 
 def test_a_callback_adds_its_numbers_to_the_history_and_to_tensorboard():
-    class Writer:
-        def __init__(self):
-            self.scalars = []
-
-        def add_scalar(self, tag, value, step):
-            self.scalars.append((tag, step))
-
-    model, writer, seen = build(), Writer(), []
+    model, writer, seen, returned = build(), Writer(), [], []
 
     def callback(record):
         seen.append(dict(record))
-        # an independent reference: the test loss on the whole data, computed here
-        return {"whole_data": model.test({"x": DATA}, **PARAMS)} if record["epoch"] % 2 == 0 else None
+        if record["epoch"] % 2:
+            return None
+        returned.append({"whole_data": model.test({"x": DATA}, **PARAMS)})  # the test loss after that epoch
+        return returned[-1]
 
     history = model.fit(batches, 4, progress=False, params=PARAMS, callback=callback, tensorboard=writer)
     assert [r["epoch"] for r in seen] == [1, 2, 3, 4]
     assert seen[0] == history[0] and "whole_data" not in history[0]
-    assert history[3]["whole_data"] == pytest.approx(model.test({"x": DATA}, **PARAMS), abs=1.0)
+    assert [history[1]["whole_data"], history[3]["whole_data"]] == [r["whole_data"] for r in returned]
+    assert returned[0]["whole_data"] != returned[1]["whole_data"]  # two epochs of training apart
     assert ("whole_data", 2) in writer.scalars and ("whole_data", 1) not in writer.scalars
 
 
@@ -324,3 +322,13 @@ def test_keep_deletes_older_checkpoints_once_a_new_one_is_written(tmp_path):
     with pytest.raises(ValueError, match=r"fit: keep must be a whole number >= 1 \(or None to keep every "
                                          r"checkpoint\); got 0"):
         build().fit(batches, 1, checkpoint_dir=tmp_path, keep=0)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to oneself")
+def test_resuming_mid_epoch_with_fewer_batches_is_explained(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        build().fit(interrupting(at_batch=2), 3, checkpoint_dir=tmp_path, progress=False, params=PARAMS)
+    with pytest.raises(ValueError, match=r"fit: resuming needs the same train_data; it now has fewer than 3 "
+                                         r"batches in epoch 2\."):
+        build().fit(lambda: list(batches())[:2], 3, checkpoint_dir=tmp_path, resume="latest", progress=False,
+                    params=PARAMS)
