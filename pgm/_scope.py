@@ -1,9 +1,9 @@
-"""The state of one evaluation of a loss: the variables known so far and the samples drawn.
+"""The context of one evaluation of a loss: the variables known so far and the samples drawn.
 
-A scope lives for one call of ``Loss.eval`` (or one public ``sample``/``log_prob`` call) and is then
-dropped, so no sample, network output or autograd graph outlives the evaluation that made it.
+A context lives for one call of ``Loss.eval`` (or one public ``sample``/``log_prob`` call given a dict)
+and is then dropped, so no sample, network output or autograd graph outlives the evaluation that made it.
 
-Shapes. Every value in a scope has ``lead_shape`` in front of its event shape: the sample dimensions
+Shapes. Every value in a context has ``batch_shape`` in front of its event shape: the sample dimensions
 of the enclosing expectations (innermost first) followed by the data batch dimension. A value that does
 not vary along some of those dimensions may leave them out on the left (right-aligned broadcasting).
 """
@@ -12,16 +12,50 @@ from __future__ import annotations
 import torch
 
 
-class Scope:
+class Context:
+    """What a term sees while a loss is evaluated: the named values and the draws shared by every term.
+
+    A term written with :class:`pgm.losses.Term` never needs it; a distribution's public methods accept one
+    in place of an inputs dict (``q.sample(context)`` returns the context extended with ``q``'s draw, shared
+    with every other term that samples ``q`` on the same inputs in this evaluation).
+
+    Attributes:
+        batch_shape: the leading dims every value carries: sample dims of the enclosing expectations,
+            innermost first, then the data batch dim.
+        params: the values of the :class:`~pgm.losses.Parameter` symbols, by name.
+    """
+
     __slots__ = ("values", "lead", "lead_shape", "params", "samples", "datasets")
 
     def __init__(self, values, lead, lead_shape, params, samples, datasets=None):
         self.values = values          # name -> tensor
         self.lead = lead              # name -> number of leading (sample + batch) dims of that tensor
-        self.lead_shape = lead_shape  # torch.Size of the sample dims and the batch dim in this scope
+        self.lead_shape = lead_shape  # torch.Size of the sample dims and the batch dim in this context
         self.params = params          # Parameter name -> value
         self.samples = samples        # shared cache: one draw per (distribution, inputs, sample shape)
         self.datasets = datasets or {}  # name -> inputs dict of a named data set (see Loss.mean)
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        return self.lead_shape
+
+    def __getitem__(self, name) -> torch.Tensor:
+        return self.values[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self.values
+
+    def get(self, name, default=None):
+        return self.values.get(name, default)
+
+    def __repr__(self):
+        shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.values.items())
+        return f"Context({shapes}; batch_shape={tuple(self.lead_shape)})"
+
+    @classmethod
+    def of(cls, inputs, params=None):
+        """``inputs`` itself if it is a context, else a new context over the dict ``inputs``."""
+        return inputs if isinstance(inputs, Context) else cls.from_inputs(inputs, params)
 
     @classmethod
     def from_inputs(cls, inputs, params=None, samples=None):
@@ -56,4 +90,7 @@ class Scope:
         values.update(new_values)
         lead = dict(self.lead)
         lead.update(new_lead)
-        return Scope(values, lead, lead_shape, self.params, self.samples, self.datasets)
+        return Context(values, lead, lead_shape, self.params, self.samples, self.datasets)
+
+
+Scope = Context  # the name the implementation uses

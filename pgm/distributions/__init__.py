@@ -1,20 +1,26 @@
 """Named conditional distributions: ``Normal("q(z|x)", net=encoder)``, products, marginals."""
 from ._base import Distribution, set_validation, validation_enabled
+from ._family import Family
 from ._joint import JointDistribution, MarginalDistribution
 from .bernoulli import Bernoulli
 from .beta import Beta
 from .categorical import Categorical
 from .deterministic import Deterministic
 from .dirichlet import Dirichlet
+from .gamma import Gamma
 from .laplace import Laplace
+from .mixture import Mixture
+from .multinomial import Multinomial
 from .normal import Normal
+from .poisson import Poisson
 from .product_of_normal import ProductOfNormal
 from .relaxed_bernoulli import RelaxedBernoulli
 from .relaxed_categorical import RelaxedCategorical
 
 __all__ = [
-    "Distribution", "JointDistribution", "MarginalDistribution",
+    "Distribution", "Family", "JointDistribution", "MarginalDistribution",
     "Normal", "Bernoulli", "Categorical", "RelaxedCategorical", "RelaxedBernoulli",
     "Laplace", "Beta", "Dirichlet", "Deterministic", "ProductOfNormal",
+    "Gamma", "Poisson", "Multinomial", "Mixture",
     "set_validation", "validation_enabled",
 ]

@@ -1,6 +1,7 @@
 """Products of distributions (factorized joints) and their marginals."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .._signature import format_signature
@@ -11,14 +12,18 @@ class JointDistribution(Distribution):
     """The factorized joint of its factors: ``p_x * p_w * p_a`` is ``p(x,w,a) = p(x|a)p(w|a)p(a)``.
 
     Sampling draws the factors in an order where each one's conditions are known; ``log_prob`` is the
-    sum of the factors' log-probabilities.
+    sum of the factors' log-probabilities; ``sample_mean`` is the mean of each variable given sampled values
+    of the variables it is conditioned on (a dict).
     """
+
+    has_entropy = False
 
     def __init__(self, factors):
         nn.Module.__init__(self)
         flat = []
         for f in factors:
-            flat.extend(f.factors if isinstance(f, JointDistribution) else [f])
+            flat.extend(f.factors if isinstance(f, JointDistribution) and not isinstance(f, MarginalDistribution)
+                        else [f])
         var = []
         for f in flat:
             for v in f.var:
@@ -36,8 +41,11 @@ class JointDistribution(Distribution):
         self.name = names.pop() if len(names) == 1 else "p"
         self.var, self.cond_var = var, cond
         self.factors = nn.ModuleList(flat)
-        self._has_network, self._fixed, self._seen_shapes = True, [], None
         self.has_reparam = all(f.has_reparam for f in flat)
+        self.has_log_prob = all(f.has_log_prob for f in flat)
+        bad = next((f for f in flat if not f.has_log_prob), None)
+        if bad is not None:
+            self.no_log_prob_reason = f"its factor {bad.prob_text}: {bad.no_log_prob_reason}"
 
     @property
     def required_var(self):
@@ -99,30 +107,50 @@ class JointDistribution(Distribution):
             total = total + f._log_prob(scope)
         return total
 
-    def _params(self, scope):
-        raise ValueError(f"{self.prob_text} is a product of distributions and has no parameters of its own.")
-
-    def _entropy(self, scope):
-        raise ValueError(
-            f"{self.prob_text} is a product; its entropy has no closed form here. Estimate it with "
-            f"E(q, -LogProb(q))."
-        )
+    def _mean(self, scope):
+        inner, means = scope.child({}, {}, scope.lead_shape), {}
+        for f in self._order(inner.values):
+            means.update({v: f._mean(inner) for v in f.var} if len(f.var) == 1 else f._mean(inner))
+            values, lead = f._sample(inner, (), True)
+            inner.values.update(values)
+            inner.lead.update({k: lead for k in values})
+        return means
 
 
 class MarginalDistribution(JointDistribution):
-    """A joint with some variables integrated out (sampled, then dropped)."""
+    """A joint with some variables integrated out (sampled, then dropped).
+
+    Its ``log_prob`` is exact where every hidden variable is discrete with a finite support (a
+    ``Categorical`` or ``Bernoulli`` factor): :math:`\\log \\sum_h p(x, h)`, a log-sum-exp over the
+    enumerated values. Otherwise it has no closed form; estimate it with :class:`~pgm.losses.IWAE`.
+    """
 
     def __init__(self, joint, hidden):
         JointDistribution.__init__(self, list(joint.factors))
         self.hidden = list(hidden)
         self.var = [v for v in joint.var if v not in hidden]
+        owners = [next(f for f in self.factors if h in f.var) for h in self.hidden]
+        not_enumerable = [f for f in owners if not f.has_enumerate_support]
+        if not_enumerable:
+            self.has_log_prob = False
+            self.no_log_prob_reason = (
+                f"log {self.prob_text} needs `{', '.join(self.hidden)}` integrated out, which has no closed form "
+                f"({', '.join(f.prob_text for f in not_enumerable)} is not discrete); estimate it with "
+                f"pgm.losses.IWAE(p, q) (importance sampling with a proposal q)"
+            )
 
     @property
     def prob_text(self):
         return format_signature(self.name, self.var, self.cond_var)
 
+    @property
+    def required_var(self):
+        return [c for c in JointDistribution.required_var.fget(self) if c not in self.hidden]
+
     def latex(self) -> str:
-        return rf"{self.prob_text} = \int {self.factorized_text} \, d{' d'.join(self.hidden)}"
+        symbol = r"\sum_{" + ",".join(self.hidden) + "}" if self.has_log_prob else r"\int"
+        tail = "" if self.has_log_prob else rf" \, d{' d'.join(self.hidden)}"
+        return rf"{self.prob_text} = {symbol} {self.factorized_text}{tail}"
 
     def extra_repr(self) -> str:
         return self.latex()
@@ -135,8 +163,19 @@ class MarginalDistribution(JointDistribution):
         values, lead = JointDistribution._sample(self, scope, sample_shape, reparam)
         return {k: v for k, v in values.items() if k not in self.hidden}, lead
 
+    def _mean(self, scope):
+        means = JointDistribution._mean(self, scope)
+        return {k: v for k, v in means.items() if k not in self.hidden}
+
     def _log_prob(self, scope):
-        raise ValueError(
-            f"log {self.prob_text} needs `{', '.join(self.hidden)}` integrated out, which has no closed form; "
-            f"estimate it with pgm.losses.IWAE (importance sampling)."
-        )
+        """log sum_h p(var, h): each hidden variable enumerated in turn (nested), then a log-sum-exp."""
+        inner = scope
+        for f in self._order([v for v in scope.values if v not in self.hidden]):
+            if not any(h in f.var for h in self.hidden):
+                continue
+            values = f.enumerate_support(inner)
+            lead = 1 + len(inner.lead_shape)
+            inner = inner.child({f.var[0]: values}, {f.var[0]: lead}, values.shape[:lead])
+        log_joint = JointDistribution._log_prob(self, inner)
+        extra = log_joint.dim() - len(scope.lead_shape)
+        return torch.logsumexp(log_joint.reshape((-1,) + log_joint.shape[extra:]), 0) if extra > 0 else log_joint

@@ -1,10 +1,10 @@
 """Categorical distribution over one-hot vectors (the last dim holds the K classes)."""
 import torch.distributions as td
 
-from ._base import Distribution
+from ._family import Family
 
 
-class Categorical(Distribution):
+class Categorical(Family):
     r"""Categorical :math:`\prod_k \pi_k^{y_k}` over one-hot ``y``, from ``probs`` or ``logits`` of shape ``(..., K)``.
 
     Samples are one-hot. ``log_prob`` is :math:`\sum_k y_k \log \pi_k`, which for a one-hot ``y`` is the

@@ -1,7 +1,7 @@
 """A point mass at a network's output: the 'distribution' of an autoencoder's code."""
 from torch.distributions import constraints
 
-from ._base import Distribution
+from ._family import Family
 
 
 class _PointMass:
@@ -17,15 +17,23 @@ class _PointMass:
 
     sample = rsample
 
+    @property
+    def mean(self):
+        return self.loc
 
-class Deterministic(Distribution):
+    @property
+    def variance(self):
+        return self.loc.new_zeros(()).expand(self.loc.shape)
+
+
+class Deterministic(Family):
     """``z = loc(x)`` exactly; its network returns ``{"loc": ...}``. It has no density or entropy."""
 
     family = _PointMass
     parameter_sets = (("loc",),)
+    has_log_prob = False
+    has_entropy = False
 
-    def _elementwise_log_prob(self, dist, params, value):
-        raise ValueError(f"{self.prob_text} is Deterministic and has no density; use it inside E(...) only.")
-
-    def _elementwise_entropy(self, dist, params):
-        raise ValueError(f"{self.prob_text} is Deterministic and has no entropy.")
+    @property
+    def no_log_prob_reason(self):
+        return f"{type(self).__name__} has no density; use it inside E(...) only"

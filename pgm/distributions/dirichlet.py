@@ -1,10 +1,10 @@
 """Dirichlet distribution on the simplex (the last dim is the simplex)."""
 import torch.distributions as td
 
-from ._base import Distribution
+from ._family import Family
 
 
-class Dirichlet(Distribution):
+class Dirichlet(Family):
     r"""Dirichlet :math:`\Gamma(\sum_k\alpha_k)/\prod_k\Gamma(\alpha_k)\prod_k x_k^{\alpha_k-1}`: ``concentration``."""
 
     family = td.Dirichlet

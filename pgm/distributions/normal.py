@@ -1,10 +1,10 @@
 """Normal (Gaussian) distribution: N(x; loc, scale^2), independent over the event dims."""
 import torch.distributions as td
 
-from ._base import Distribution
+from ._family import Family
 
 
-class Normal(Distribution):
+class Normal(Family):
     r"""Diagonal Gaussian :math:`\mathcal{N}(x;\mu,\mathrm{diag}\,\sigma^2)` with parameters ``loc``, ``scale``.
 
     >>> Normal("p(z)", loc=0.0, scale=1.0, features_shape=[64]).sample({}, sample_shape=[5])["z"].shape

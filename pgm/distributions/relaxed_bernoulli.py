@@ -2,11 +2,11 @@
 import torch.distributions as td
 from torch.distributions.relaxed_bernoulli import LogitRelaxedBernoulli
 
-from ._base import Distribution
+from ._family import Family
 from ._relaxed import TemperatureMixin
 
 
-class RelaxedBernoulli(TemperatureMixin, Distribution):
+class RelaxedBernoulli(TemperatureMixin, Family):
     r"""Relaxed Bernoulli (binary Concrete) with a ``temperature``, from ``probs`` or ``logits``.
 
     Sampling is reparameterized on (0, 1). ``log_prob`` is the Bernoulli log-probability

@@ -1,11 +1,11 @@
 """Gumbel-softmax (Concrete) relaxation of a categorical over one-hot vectors."""
 import torch.distributions as td
 
-from ._base import Distribution
+from ._family import Family
 from ._relaxed import TemperatureMixin
 
 
-class RelaxedCategorical(TemperatureMixin, Distribution):
+class RelaxedCategorical(TemperatureMixin, Family):
     r"""Gumbel-softmax relaxed categorical (Jang et al. 2017; Maddison et al. 2017) with a ``temperature``.
 
     Sampling draws a reparameterized point on the simplex. Scoring follows the categorical the relaxation

@@ -47,6 +47,12 @@ class Loss:
             out.extend(d for d in child._distributions() if all(d is not o for o in out))
         return out
 
+    def _modules(self) -> list:
+        out = []
+        for child in self.children:
+            out.extend(m for m in child._modules() if all(m is not o for o in out))
+        return out
+
     # ---------------------------------------------------------------- public
     @property
     def input_var(self) -> list:
@@ -62,6 +68,33 @@ class Loss:
     def distributions(self) -> list:
         """Every distribution that appears in the formula."""
         return self._distributions()
+
+    @property
+    def modules(self) -> list:
+        """The networks of the formula that are not distributions (a learned baseline, a term's network):
+        :class:`~pgm.models.Model` trains them with the distributions."""
+        return self._modules()
+
+    def terms(self, inputs=None) -> list:
+        """``(term, its inputs)`` for each term of the formula's top-level sum, found through reductions
+        (``.mean()``, ``.sum()``), negation and ``abs``; a term under ``.mean("labelled")`` comes with the
+        inputs of that data set. A formula without a sum is its own one term."""
+        out = []
+
+        def visit(node, inputs):
+            if isinstance(node, _Add):
+                for term in node._terms():
+                    visit(term, inputs)
+            elif isinstance(node, (_Reduce, _Neg, _Abs)) and _reaches_sum(node):
+                data = getattr(node, "data", None)
+                if data is not None and isinstance(inputs, dict) and isinstance(inputs.get(data), dict):
+                    inputs = inputs[data]
+                visit(node.children[0], inputs)
+            else:
+                out.append((node, inputs))
+
+        visit(self, inputs)
+        return out
 
     def eval(self, inputs=None, **params) -> torch.Tensor:
         """Evaluate on ``inputs`` (a dict of tensors, batch first) with :class:`Parameter` values ``params``.
@@ -156,9 +189,16 @@ def as_loss(value):
         return value
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
         return Constant(value)
+    if isinstance(value, torch.Tensor):
+        raise TypeError(
+            f"a loss can be combined with numbers, Parameters and other losses; got a Tensor of shape "
+            f"{tuple(value.shape)}. A formula is evaluated anew on each batch, so pass per-example values as "
+            f"inputs and name them in it: Input('w') * LogProb(p) evaluated with {{'w': w, ...}}; or compute "
+            f"a term from the inputs and samples with Term(fn, latex)."
+        )
     raise TypeError(
         f"a loss can be combined with numbers, Parameters and other losses; got {type(value).__name__}. "
-        f"Wrap a variable's log-density as LogProb(p)."
+        f"Wrap a variable's log-density as LogProb(p), or any function of the inputs as Term(fn, latex)."
     )
 
 
@@ -313,3 +353,9 @@ class _Sum(_Reduce):
         if not isinstance(value, torch.Tensor) or value.dim() < len(scope.lead_shape):
             value = torch.as_tensor(value).expand(scope.lead_shape)
         return value.sum()
+
+
+def _reaches_sum(node):
+    while isinstance(node, (_Reduce, _Neg, _Abs)):
+        node = node.children[0]
+    return isinstance(node, _Add)

@@ -4,6 +4,7 @@ A pair of pgm families has a closed form when a function is registered here for 
 torch.distributions has one for the torch families that stand for them (``kl_family``; the relaxed
 families stand for their categorical / Bernoulli originals).
 """
+import torch
 import torch.distributions as td
 from torch.distributions.kl import _dispatch_kl
 
@@ -13,8 +14,12 @@ _REGISTRY = {}
 def register_kl(type_q, type_p):
     """Register ``fn(q_dist, p_dist) -> elementwise KL`` for pgm families ``type_q`` and ``type_p``.
 
-    The arguments are the torch distributions of ``q`` and ``p`` on the current inputs; the result is summed
-    over the event dims by the caller.
+    The arguments are the torch distributions of ``q`` and ``p`` on the current inputs (their
+    ``kl_distribution``); the result is elementwise and summed over the event dims by ``KL``::
+
+        @register_kl(MyFamily, Normal)
+        def _(q, p):
+            return ...  # a tensor of q's batch shape
     """
     def decorator(fn):
         _REGISTRY[(type_q, type_p)] = fn
@@ -44,8 +49,13 @@ def has_closed_form(q, p) -> bool:
     return _dispatch_kl(tq, tp) is not NotImplemented
 
 
-def closed_form(q, p, q_dist, q_params, p_dist, p_params):
+def closed_form(q, p, context):
+    """The closed-form KL per example (summed over the event dims) on the inputs in ``context``."""
+    q_dist, event_dims = q.kl_distribution(context)
+    p_dist, _ = p.kl_distribution(context)
+    if q_dist.batch_shape != p_dist.batch_shape:  # some of torch's KLs (Bernoulli's) index without broadcasting
+        shape = torch.broadcast_shapes(q_dist.batch_shape, p_dist.batch_shape)
+        q_dist, p_dist = q_dist.expand(shape), p_dist.expand(shape)
     fn = _custom(q, p)
-    if fn is not None:
-        return fn(q_dist, p_dist)
-    return td.kl_divergence(q._kl_view(q_dist, q_params), p._kl_view(p_dist, p_params))
+    value = fn(q_dist, p_dist) if fn is not None else td.kl_divergence(q_dist, p_dist)
+    return value.sum(dim=tuple(range(-event_dims, 0))) if event_dims > 0 else value

@@ -67,3 +67,30 @@ def latex(expr):
 
 def text(expr):
     return sympy.sstr(expr, order="none")
+
+
+class Call(sympy.Expr):
+    """A function of several expressions, such as ``\\min\\left(a, b\\right)``."""
+
+    is_commutative = True
+
+    def __new__(cls, latex_name, text_name, *inner):
+        return sympy.Expr.__new__(cls, Str(latex_name), Str(text_name), *inner)
+
+    def _latex(self, printer):
+        return self.args[0].name + r"\left(" + ", ".join(printer._print(a) for a in self.args[2:]) + r"\right)"
+
+    def _sympystr(self, printer):
+        return self.args[1].name + "(" + ", ".join(printer._print(a) for a in self.args[2:]) + ")"
+
+
+class LogSumExp(sympy.Expr):
+    """:math:`\\log\\left(e^{a} + e^{b}\\right)`, printed as written."""
+
+    is_commutative = True
+
+    def _latex(self, printer):
+        return r"\log\left(" + " + ".join(f"e^{{{printer._print(a)}}}" for a in self.args) + r"\right)"
+
+    def _sympystr(self, printer):
+        return "logsumexp(" + ", ".join(printer._print(a) for a in self.args) + ")"

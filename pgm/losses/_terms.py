@@ -5,9 +5,13 @@ import math
 
 import torch
 
-from ..distributions import Categorical, Distribution
+from torch import nn
+
+from ..distributions import Distribution, JointDistribution
+from ..distributions._base import _as_shape
 from . import _kl, _printing
 from ._base import Loss, as_loss
+from ._baselines import MovingAverageBaseline, as_baseline
 
 
 def _check_distribution(where, d):
@@ -15,12 +19,7 @@ def _check_distribution(where, d):
         raise TypeError(f"{where} takes pgm distributions; got {type(d).__name__}.")
 
 
-def _sample_shape(sample_shape):
-    if isinstance(sample_shape, int):
-        if sample_shape < 1:
-            raise ValueError(f"sample_shape must be at least 1; got {sample_shape}.")
-        return () if sample_shape == 1 else (sample_shape,)
-    return tuple(sample_shape)
+_sample_shape = _as_shape
 
 
 def _needs(d, skip=()):
@@ -40,10 +39,12 @@ class LogProb(Loss):
 
     def __init__(self, p):
         _check_distribution("LogProb", p)
+        if not p.has_log_prob:
+            raise ValueError(f"LogProb({p.prob_text}): {p.no_log_prob_reason}.")
         self.p = p
 
     def _eval(self, scope):
-        return self.p._log_prob(scope)
+        return self.p.log_prob(scope)
 
     def _sym(self):
         return _printing.Term(rf"\log {self.p.prob_text}", f"log {self.p.prob_text}")
@@ -55,51 +56,108 @@ class LogProb(Loss):
         return [self.p]
 
 
+ESTIMATORS = ("reparameterized", "score_function", "enumerate", "stratified")
+
+
 class E(Loss):
-    r""":math:`\mathbb{E}_{q}[f]`, estimated with reparameterized samples of ``q`` (one by default).
+    r""":math:`\mathbb{E}_{q}[f]`, per example: the expectation of the loss ``f`` over ``q``'s variables.
 
     Args:
-        q: the distribution to sample; it must have a reparameterized sampler unless ``enumerate``.
+        q: the distribution to average over.
         f: a loss evaluated with ``q``'s variables added to the inputs.
         sample_shape: the number (or shape) of samples, drawn in one batched call.
-        enumerate: for a ``Categorical`` q, sum over its K classes weighted by their probabilities
-            (exact, K network passes in one batch) instead of sampling.
+        estimator: how the expectation and its gradient are computed; by default ``"reparameterized"``
+            where ``q`` has a reparameterized sampler, ``"stratified"`` for a :class:`~pgm.distributions.Mixture`,
+            else ``"score_function"``:
+
+            - ``"reparameterized"``: :math:`\frac{1}{K}\sum_k f(z_k)`, :math:`z_k = g(\epsilon_k, x)`;
+            - ``"score_function"`` (REINFORCE, Williams 1992): the same value, with the gradient
+              :math:`\frac{1}{K}\sum_k \nabla f(z_k) + (f(z_k) - b)\nabla \log q(z_k)`; the value printed and
+              returned is the expectation itself, never the surrogate;
+            - ``"enumerate"``: :math:`\sum_z q(z) f(z)` over every value of a discrete ``q`` (exact);
+            - ``"stratified"``: for a mixture, :math:`\sum_k w_k \mathbb{E}_{q_k}[f]` with one draw per component.
+        enumerate: ``True`` is ``estimator="enumerate"``.
+        baseline: for the score function, a control variate :math:`b` that lowers the variance without bias:
+            ``"moving_average"`` (an exponential moving average of :math:`f`, updated after each step), a
+            :class:`MovingAverageBaseline`, or a network taking ``q``'s conditioning variables and returning
+            one value per example (trained alongside by a zero-valued term :math:`(f - b)^2`).
     """
 
-    def __init__(self, q, f, sample_shape=1, enumerate=False):
+    def __init__(self, q, f, sample_shape=1, enumerate=False, estimator=None, baseline=None):
         _check_distribution("E", q)
         self.q, self.f = q, as_loss(f)
         self.children = (self.f,)
         self.sample_shape = _sample_shape(sample_shape)
-        self.enumerate = enumerate
-        if enumerate and not isinstance(q, Categorical):
-            raise ValueError(f"E(..., enumerate=True) sums over the classes of a Categorical; {q.prob_text} is "
-                             f"{type(q).__name__}.")
-        if not enumerate and not q.has_reparam:
-            hint = ("use enumerate=True to sum over its classes, or RelaxedCategorical (Gumbel-softmax) to sample"
-                    if isinstance(q, Categorical) else "use a family that has one (e.g. RelaxedBernoulli)")
+        if enumerate:
+            if estimator not in (None, "enumerate"):
+                raise ValueError(f"E over {q.prob_text}: enumerate=True and estimator={estimator!r} disagree; "
+                                 f"give one of them.")
+            estimator = "enumerate"
+        if estimator is None:
+            estimator = ("reparameterized" if q.has_reparam
+                         else "stratified" if hasattr(q, "components") else "score_function")
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"E over {q.prob_text}: estimator must be one of {ESTIMATORS}; got {estimator!r}.")
+        self._check_estimator(q, estimator, baseline)
+        self.estimator = estimator
+        self.baseline = as_baseline(baseline, q)
+
+    @staticmethod
+    def _check_estimator(q, estimator, baseline):
+        where = f"E over {q.prob_text}"
+        if estimator == "reparameterized" and not q.has_reparam:
             raise ValueError(
-                f"E over {q.prob_text}: {type(q).__name__} has no reparameterized sampler, so no gradient "
-                f"would flow through the sample; {hint}."
+                f"{where}: {type(q).__name__} has no reparameterized sampler, so no gradient would flow through "
+                f"the sample; use estimator='score_function' (the default for it), enumerate=True for a small "
+                f"discrete variable, or a relaxed family (RelaxedCategorical, RelaxedBernoulli)."
             )
+        if estimator == "enumerate" and not q.has_enumerate_support:
+            raise ValueError(
+                f"{where}: enumerate=True sums over every value of a discrete variable; {type(q).__name__} has no "
+                f"finite support. Sample it instead (the reparameterized or score-function estimator)."
+            )
+        if estimator == "score_function" and not q.has_log_prob:
+            raise ValueError(f"{where}: the score-function estimator needs log {q.prob_text}, but "
+                             f"{q.no_log_prob_reason}.")
+        if estimator == "stratified" and not hasattr(q, "components"):
+            raise ValueError(f"{where}: estimator='stratified' draws once per component of a Mixture; "
+                             f"{type(q).__name__} is not one.")
+        if baseline is not None and estimator != "score_function":
+            raise ValueError(f"{where}: a baseline reduces the variance of the score-function estimator only; "
+                             f"this expectation uses estimator={estimator!r}.")
 
     def _eval(self, scope):
-        if self.enumerate:
+        if self.estimator == "enumerate":
             return self._eval_enumerated(scope)
-        values, lead = self.q._sample(scope, self.sample_shape)
-        inner = scope.child(values, dict.fromkeys(values, lead), torch.Size(self.sample_shape) + scope.lead_shape)
+        if self.estimator == "stratified":
+            return self.q.stratified_expectation(scope, self.f._eval, self.sample_shape)
+        if self.estimator == "score_function":
+            return self._eval_score_function(scope)
+        inner = self.q.sample(scope, self.sample_shape)
         return _reduce_samples(self.f._eval(inner), scope)
 
-    def _eval_enumerated(self, scope):
-        dist, _, _ = self.q._distribution(scope)
-        probs = dist.probs
-        classes = probs.shape[-1]
-        lead = scope.lead_shape
-        onehot = torch.eye(classes, dtype=probs.dtype, device=probs.device)
-        onehot = onehot.view((classes,) + (1,) * len(lead) + (classes,)).expand((classes,) + lead + (classes,))
-        inner = scope.child({self.q.var[0]: onehot}, {self.q.var[0]: 1 + len(lead)}, torch.Size((classes,)) + lead)
+    def _eval_score_function(self, scope):
+        inner = self.q.sample(scope, self.sample_shape, reparam=False)
+        log_q = self.q.log_prob(inner)
         value = self.f._eval(inner)
-        return (probs.movedim(-1, 0) * value).sum(0)
+        value = value + torch.zeros_like(log_q) if isinstance(value, torch.Tensor) else log_q.new_full(log_q.shape, value)
+        signal = value.detach()
+        if self.baseline is not None:
+            b = self.baseline(scope, signal)
+            signal = signal - b.detach()
+            if not isinstance(self.baseline, MovingAverageBaseline):  # a learned baseline: fit b to f
+                fit = (value.detach() - b).pow(2)
+                value = value + (fit - fit.detach())
+        # (log_q - log_q.detach()) is zero but carries grad log q: the value stays the expectation itself
+        return _reduce_samples(value + signal * (log_q - log_q.detach()), scope)
+
+    def _eval_enumerated(self, scope):
+        values = self.q.enumerate_support(scope)
+        lead = 1 + len(scope.lead_shape)
+        var = self.q.var[0]
+        inner = scope.child({var: values}, {var: lead}, values.shape[:lead])
+        weights = self.q.log_prob(inner).exp()
+        return (weights * self.f._eval(inner)).sum(0)
 
     def _sym(self):
         return _printing.Wrapped(rf"\mathbb{{E}}_{{{self.q.prob_text}}}\left[", r"\right]",
@@ -114,6 +172,10 @@ class E(Loss):
 
     def _distributions(self):
         return [self.q] + [d for d in self.f._distributions() if d is not self.q]
+
+    def _modules(self):
+        own = [self.baseline] if isinstance(self.baseline, nn.Module) else []
+        return own + [m for m in Loss._modules(self) if all(m is not o for o in own)]
 
 
 class KL(Loss):
@@ -137,11 +199,7 @@ class KL(Loss):
     def _eval(self, scope):
         if self._estimate is not None:
             return self._estimate._eval(scope)
-        q_dist, q_params, q_lead = self.q._distribution(scope)
-        p_dist, p_params, _ = self.p._distribution(scope)
-        value = _kl.closed_form(self.q, self.p, q_dist, q_params, p_dist, p_params)
-        n = self.q._event_dims(q_params, q_lead)
-        return value.sum(dim=tuple(range(-n, 0))) if n > 0 else value
+        return _kl.closed_form(self.q, self.p, scope)
 
     def _sym(self):
         q, p = self.q.prob_text, self.p.prob_text
@@ -160,16 +218,15 @@ class Entropy(Loss):
     def __init__(self, q, analytic=True, sample_shape=1):
         _check_distribution("Entropy", q)
         self.q = q
+        if analytic and not q.has_entropy:
+            raise ValueError(f"H[{q.prob_text}]: {type(q).__name__} has no closed-form entropy; "
+                             f"pass analytic=False to estimate it by Monte Carlo.")
         self._estimate = None if analytic else E(q, -LogProb(q), sample_shape)
 
     def _eval(self, scope):
         if self._estimate is not None:
             return self._estimate._eval(scope)
-        try:
-            return self.q._entropy(scope)
-        except NotImplementedError:
-            raise ValueError(f"H[{self.q.prob_text}]: {type(self.q).__name__} has no closed-form entropy; "
-                             f"pass analytic=False to estimate it by Monte Carlo.") from None
+        return self.q.entropy(scope)
 
     def _sym(self):
         return _printing.Term(rf"\mathcal{{H}}\left[{self.q.prob_text}\right]", f"H[{self.q.prob_text}]")
@@ -225,9 +282,8 @@ class IWAE(Loss):
             raise ValueError(f"IWAE: {q.prob_text} generates {missing}, which {p.prob_text} does not use.")
 
     def _eval(self, scope):
-        values, lead = self.q._sample(scope, self.sample_shape)
-        inner = scope.child(values, dict.fromkeys(values, lead), torch.Size(self.sample_shape) + scope.lead_shape)
-        log_w = self.p._log_prob(inner) - self.q._log_prob(inner)
+        inner = self.q.sample(scope, self.sample_shape)
+        log_w = self.p.log_prob(inner) - self.q.log_prob(inner)
         extra = log_w.dim() - len(scope.lead_shape)
         if extra <= 0:
             return log_w
@@ -247,3 +303,32 @@ class IWAE(Loss):
 
     def _distributions(self):
         return [self.p, self.q]
+
+
+def ELBO(p, q, sample_shape=1):
+    r"""The evidence lower bound of ``p`` (a joint over the data and the latents) with inference model ``q``,
+    per example (maximize it; train on ``-ELBO(p, q).mean()``).
+
+    Where ``p`` has a factor :math:`p(z)` for exactly ``q``'s latent with a closed-form KL against ``q``,
+    the bound is written :math:`\mathbb{E}_{q(z|x)}[\log p(x|z)] - D_{KL}[q(z|x)\|p(z)]` (the KL exact);
+    otherwise :math:`\mathbb{E}_{q(z|x)}[\log p(x,z) - \log q(z|x)]`.
+
+    >>> from pgm.distributions import Bernoulli, Normal
+    >>> p = Bernoulli("p(x|z)", net=lambda z: {"logits": z}) * Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    >>> q = Normal("q(z|x)", net=lambda x: {"loc": x, "scale": x.exp()})
+    >>> ELBO(p, q).latex()
+    '\\mathbb{E}_{q(z|x)}\\left[\\log p(x|z)\\right] - D_{KL}\\left[q(z|x)\\|p(z)\\right]'
+    """
+    _check_distribution("ELBO", p)
+    _check_distribution("ELBO", q)
+    missing = [v for v in q.var if v not in p.var]
+    if missing:
+        raise ValueError(f"ELBO: {q.prob_text} generates {missing}, which {p.prob_text} does not; p must be the "
+                         f"joint over the data and the latents, e.g. p_x * prior.")
+    factors = list(getattr(p, "factors", [p]))
+    prior = next((f for f in factors if f.var == q.var), None)
+    if prior is not None and len(factors) > 1 and _kl.has_closed_form(q, prior):
+        rest = [f for f in factors if f is not prior]
+        likelihood = rest[0] if len(rest) == 1 else JointDistribution(rest)
+        return E(q, LogProb(likelihood), sample_shape) - KL(q, prior)
+    return E(q, LogProb(p) - LogProb(q), sample_shape)

@@ -10,10 +10,6 @@ import numbers
 import torch
 
 from ..distributions import set_validation, validation_enabled
-from ..losses import _base as _loss_nodes
-
-# nodes a diagnosis looks through to find the sum whose terms it names: reductions (mean, sum) and negation
-_TRANSPARENT = (_loss_nodes._Reduce, _loss_nodes._Neg, _loss_nodes._Abs)
 
 
 @contextlib.contextmanager
@@ -88,35 +84,9 @@ def check_inputs(inputs, distributions):
                 )
 
 
-def _reaches_sum(node):
-    while isinstance(node, _TRANSPARENT):
-        node = node.children[0]
-    return getattr(node, "_terms", None) is not None
-
-
 def top_terms(loss, inputs=None):
-    """(term, its inputs) for the terms of the sums in ``loss``, found through reductions and negation.
-
-    A term under ``.mean("labelled")`` comes with the inputs of that data set, so it evaluates per example.
-    A loss without a sum is its own one term.
-    """
-    out = []
-
-    def visit(node, inputs):
-        terms = getattr(node, "_terms", None)
-        if terms is not None:
-            for term in terms():
-                visit(term, inputs)
-        elif isinstance(node, _TRANSPARENT) and _reaches_sum(node):
-            data = getattr(node, "data", None)
-            if data is not None and isinstance(inputs, dict) and isinstance(inputs.get(data), dict):
-                inputs = inputs[data]
-            visit(node.children[0], inputs)
-        else:
-            out.append((node, inputs))
-
-    visit(loss, inputs)
-    return out
+    """(term, its inputs) for the terms of the sums in ``loss`` (see :meth:`pgm.losses.Loss.terms`)."""
+    return loss.terms(inputs)
 
 
 def _non_finite_count(value):

@@ -56,6 +56,10 @@ def _unique(distributions):
     return out
 
 
+def _contains(module, other):
+    return any(m is other for m in module.modules())
+
+
 class Model:
     """Trains ``loss`` (minimized) over the parameters of ``distributions``.
 
@@ -96,7 +100,10 @@ class Model:
         if bad or not distributions:
             raise TypeError(f"Model: distributions must be a non-empty list of pgm distributions; got {bad or 'none'}.")
         self.loss, self.test_loss = loss, test_loss if test_loss is not None else loss
-        self.distributions = nn.ModuleList(distributions)
+        # networks of the formula that are not distributions (a learned baseline, a term's network) train too
+        extra = [m for m in _unique(self.loss.modules + self.test_loss.modules)
+                 if all(m is not d and not _contains(d, m) for d in distributions)]
+        self.distributions = nn.ModuleList(distributions + extra)
         parameters = [p for p in self.distributions.parameters() if p.requires_grad]
         if not parameters:
             raise ValueError("Model: the distributions have no trainable parameters.")
@@ -117,7 +124,7 @@ class Model:
 
     def __repr__(self):
         lines = [f"Model(loss = {self.loss}", f"  optimizer: {type(self.optimizer).__name__}"]
-        lines += [f"  {d.prob_text}: {type(d).__name__}" for d in self.distributions]
+        lines += [f"  {getattr(d, 'prob_text', 'network')}: {type(d).__name__}" for d in self.distributions]
         return "\n".join(lines) + ")"
 
     # ------------------------------------------------------------- stepping

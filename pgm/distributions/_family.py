@@ -1,0 +1,332 @@
+"""A family: a named conditional distribution whose parameters come from a network, backed by torch.distributions."""
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+from torch import nn
+
+from .._errors import MissingInputError
+from .._scope import Context, Scope
+from ._base import Distribution, validation_enabled
+
+def _shape(t):
+    return tuple(t.shape)
+
+
+class Family(Distribution):
+    """A conditional distribution ``name(var|cond_var)`` whose parameters come from a network or are fixed.
+
+    Args:
+        signature: ``"q(a|x,w)"``; or give ``var=``, ``cond_var=`` and ``name=`` instead.
+        net: a callable taking the conditioning variables in signature order, each of shape
+            ``(batch, *event)``, and returning a dict of the family's parameters, each ``(batch, *event)``.
+            Subclasses may define ``forward`` instead.
+        features_shape: the event shape of fixed parameters given as numbers, e.g. ``[64]``.
+        **fixed: fixed parameter values (numbers or tensors) for distributions without a network.
+
+    Subclasses (one per family) declare ``family`` (the torch.distributions class), ``parameter_sets``
+    (the alternative sets of parameter names a network may return), ``event_ndim`` (event dims of one
+    draw of ``family`` itself, 1 for one-hot categoricals) and ``has_reparam``; a family whose torch class
+    has ``enumerate_support`` can be summed over exactly (``has_enumerate_support``). For example::
+
+        class Gumbel(Family):
+            family = torch.distributions.Gumbel
+            parameter_sets = (("loc", "scale"),)
+    """
+
+    family: type = None
+    kl_family: type = None  # the torch family whose closed-form KL stands for this one (default: family)
+    parameter_sets: tuple = ()
+    fixed_parameters: tuple = ()  # parameters always set at construction, never by the network
+    event_ndim: int = 0
+    has_reparam: bool = True
+    has_entropy = True
+    max_enumerated = 2 ** 16  # the most values E(..., enumerate=True) sums over
+
+    def __init__(self, signature=None, *, var=None, cond_var=None, name=None, net=None,
+                 features_shape=None, **fixed):
+        super().__init__()
+        self._init_names(signature, var, cond_var, name, single=True)
+        self.net = net
+        uses_forward = type(self).forward is not Family.forward
+        if net is not None and uses_forward:
+            raise ValueError(f"{self.prob_text}: pass net= or define forward(), not both.")
+        self._has_network = net is not None or uses_forward
+        self._fixed = []
+        self._set_fixed(fixed, features_shape)
+        if self.cond_var and not self._has_network:
+            raise ValueError(
+                f"{self.prob_text} is conditioned on {self.cond_var} but has no network: pass net=..., "
+                f"or subclass {type(self).__name__} and define forward({', '.join(self.cond_var)})."
+            )
+        self._seen_shapes = None
+
+    def extra_repr(self) -> str:
+        params = " or ".join(", ".join(s) for s in self.parameter_sets)
+        family = next(c for c in type(self).__mro__ if c.__module__.startswith(__package__))  # Normal for a subclass
+        text = f"{self.prob_text}: {family.__name__}({params})"
+        if self.net is not None and not isinstance(self.net, nn.Module):  # a Module prints as a child already
+            text += f", net={getattr(self.net, '__qualname__', type(self.net).__name__)}"
+        return text
+
+    # ------------------------------------------------------------ parameters
+    def _set_fixed(self, fixed, features_shape):
+        names = {n for s in self.parameter_sets for n in s} | set(self.fixed_parameters)
+        unknown = [k for k in fixed if k not in names]
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no parameter {unknown}; its parameters are {sorted(names)}.")
+        given = [k for k in fixed if k not in self.fixed_parameters]
+        if given and self._has_network:
+            raise ValueError(f"{self.prob_text}: parameters {given} are fixed but a network is given too; choose one.")
+        if not self._has_network and not self.cond_var:
+            if not any(set(s) == set(given) for s in self.parameter_sets):
+                options = " or ".join(str(list(s)) for s in self.parameter_sets)
+                raise ValueError(
+                    f"{self.prob_text} has no network, so give its parameters: {options}, "
+                    f"e.g. {type(self).__name__}('{self.prob_text}', "
+                    f"{', '.join(f'{n}=...' for n in self.parameter_sets[0])}, features_shape=[64])."
+                )
+        if features_shape is None and not self.cond_var and self._fixed_are_numbers(fixed):
+            raise ValueError(
+                f"{self.prob_text}: its parameters {sorted(k for k in fixed if k not in self.fixed_parameters)} are "
+                f"numbers, so give the event shape: features_shape=[64] for a 64-d variable (or [] for a scalar)."
+            )
+        shape = None if features_shape is None else torch.Size(features_shape)
+        for key, value in fixed.items():
+            tensor = value if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+            if key not in self.fixed_parameters and shape is not None:
+                tensor = tensor.expand(shape).clone() if tensor.shape != shape else tensor
+            elif key in self.fixed_parameters and tensor is value:  # updated in place later: never the caller's
+                tensor = tensor.detach().clone()
+            if isinstance(value, nn.Parameter):
+                self.register_parameter(key, value)
+            else:
+                self.register_buffer(key, tensor.to(torch.get_default_dtype()) if not tensor.is_floating_point() else tensor)
+            self._fixed.append(key)
+        self._check_values({k: getattr(self, k) for k in self._fixed})
+
+    def _fixed_are_numbers(self, fixed):
+        given = [v for k, v in fixed.items() if k not in self.fixed_parameters]
+        return bool(given) and all(not isinstance(v, torch.Tensor) or v.dim() == 0 for v in given)
+
+    def forward(self, *cond):
+        return self.net(*cond)
+
+    def _check_values(self, params):
+        constraints = self.family.arg_constraints
+        for key, value in params.items():
+            constraint = constraints.get(key)
+            if constraint is None or not isinstance(value, torch.Tensor):
+                continue
+            ok = constraint.check(value)
+            if not bool(ok.all()):
+                bad = value[~ok] if ok.shape == value.shape else value
+                raise ValueError(
+                    f"{self.prob_text}: parameter `{key}` must satisfy {constraint}; got values such as "
+                    f"{bad.flatten()[:3].tolist()} (a tensor of shape {_shape(value)}). "
+                    + _constraint_hint(key)
+                )
+
+    def _net_params(self, args, shown):
+        """Call the network on ``args`` (each ``(n, *event)``); ``shown`` are the inputs' shapes as given."""
+        try:
+            out = self(*args)
+        except (RuntimeError, ValueError, TypeError) as error:
+            raise ValueError(self._input_shape_message(args, shown, error)) from error
+        if not isinstance(out, dict):
+            example = ", ".join(f"'{n}': ..." for n in self.parameter_sets[0])
+            raise TypeError(
+                f"{self.prob_text}: its network must return a dict of parameters such as {{{example}}}; "
+                f"got {type(out).__name__}."
+            )
+        keys = set(out)
+        if not any(keys == set(s) for s in self.parameter_sets):
+            options = " or ".join(str(sorted(s)) for s in self.parameter_sets)
+            raise ValueError(
+                f"{self.prob_text} ({type(self).__name__}) expects its network to return the parameters "
+                f"{options}; got {sorted(keys)}."
+            )
+        if self._seen_shapes is None:
+            self._seen_shapes = [_shape(a)[1:] for a in args]
+        return out
+
+    def _input_shape_message(self, args, shown, error):
+        shown = [tuple(s) for s in shown]
+        if self._seen_shapes is not None:  # the event shapes of the last successful call are the expected ones
+            for n, a, s, expected in zip(self.cond_var, args, shown, self._seen_shapes):
+                if _shape(a)[1:] != expected:
+                    return f"{self.prob_text} needs input `{n}` (event shape {expected}); got a tensor of shape {s}."
+        # before any successful call: a linear layer's error names the size it takes ("... (8x5 and 4x6)")
+        match = _MATMUL_ERROR.search(str(error))
+        if match is not None:
+            rows, cols, expected = int(match[1]), int(match[2]), int(match[3])
+            culprits = [i for i, a in enumerate(args) if _shape(a) == (rows, cols)]
+            if len(culprits) == 1:
+                i = culprits[0]
+                return (f"{self.prob_text} needs input `{self.cond_var[i]}` (event shape ({expected},), the input "
+                        f"size of a linear layer of its network); got a tensor of shape {shown[i]}.")
+        names = ", ".join(f"`{n}` of shape {s}" for n, s in zip(self.cond_var, shown))
+        return (f"{self.prob_text}: its network failed on inputs {names} ({error}). Check that each input "
+                f"has the event shape the network expects, in the signature's order {self.cond_var}.")
+
+    def _params(self, scope: Scope):
+        """The parameters for the inputs in ``scope`` and the leading shape they carry."""
+        if not self._has_network:
+            params = {k: getattr(self, k) for k in self._fixed}
+            return params, torch.Size()
+        values = scope.values
+        for c in self.cond_var:
+            if c not in values:
+                raise MissingInputError(self._missing_message(c, values))
+        args = [values[c] for c in self.cond_var]
+        leads = [scope.lead[c] for c in self.cond_var]
+        # the network runs once per evaluation and inputs: KL(q, p) and E(q, ...) share q's output (and a
+        # BatchNorm inside updates its statistics once), as in a hand-written step. The entry keeps the inputs
+        # it is keyed by (their ids) alive, so no later tensor of the evaluation can take one of those ids.
+        key = ("params", id(self), *(id(a) for a in args), *leads)
+        hit = scope.samples.get(key)
+        if hit is not None:
+            return hit[0]
+        if all(n == 1 for n in leads) and len({a.shape[0] for a in args}) == 1:
+            out, lead_shape = self._net_params(args, [a.shape for a in args]), args[0].shape[:1]
+        else:
+            lead_shape = torch.broadcast_shapes(*(a.shape[:n] for a, n in zip(args, leads)))
+            flat = [a.expand(lead_shape + a.shape[n:]).reshape((-1,) + a.shape[n:]) for a, n in zip(args, leads)]
+            out = self._net_params(flat, [a.shape for a in args])
+            out = {k: v.reshape(lead_shape + v.shape[1:]) for k, v in out.items()}
+        for k in self.fixed_parameters:
+            out[k] = getattr(self, k)
+        if validation_enabled():
+            self._check_values(out)
+        scope.samples[key] = (out, lead_shape), args
+        return out, lead_shape
+
+    def _missing_message(self, name, values):
+        given = sorted(values) or "nothing"
+        return (f"{self.prob_text} needs input `{name}`; got {given}. "
+                f"Pass it in the inputs dict, e.g. {{'{name}': tensor}}, or sample it first.")
+
+    def _torch(self, params):
+        return self.family(**params, validate_args=False)
+
+    def _event_dims(self, params, lead_shape):
+        """How many trailing dims of a value belong to the event beyond ``event_ndim``."""
+        # the widest parameter: fixed ``loc=0.0, scale=torch.ones(3)`` broadcast to an event of shape (3,)
+        ndim = max(params[k].dim() for k in params if k not in self.fixed_parameters)
+        return ndim - len(lead_shape) - self.event_ndim
+
+    # ------------------------------------------------------ scoped operations
+    def _distribution(self, scope):
+        params, lead_shape = self._params(scope)
+        return self._torch(params), params, lead_shape
+
+    def _sample(self, scope: Scope, sample_shape=torch.Size(), reparam=True):
+        """Draw the variables once per scope (cached); returns (values, lead ndim)."""
+        key = (id(self), tuple(sample_shape), reparam, scope.lead_shape,
+               tuple(id(scope.values.get(c)) for c in self.cond_var))
+        hit = scope.samples.get(key)
+        if hit is not None:
+            return hit[0]
+        dist, params, lead_shape = self._distribution(scope)
+        # draw for every leading dim of the scope the parameters lack (e.g. a prior inside a batch)
+        missing = scope.lead_shape[: max(len(scope.lead_shape) - len(lead_shape), 0)]
+        shape = torch.Size(sample_shape) + missing
+        value = self._draw(dist, params, shape, reparam)
+        result = ({self.var[0]: value}, len(shape) + len(lead_shape))
+        scope.samples[key] = result, [scope.values.get(c) for c in self.cond_var]  # keeps the keyed inputs alive
+        return result
+
+    def _draw(self, dist, params, shape, reparam):
+        # a family without a reparameterized sampler draws without gradient; E refuses such families upfront
+        return dist.rsample(shape) if reparam and self.has_reparam else dist.sample(shape)
+
+    def _log_prob(self, scope: Scope):
+        value = scope.values.get(self.var[0])
+        if value is None:
+            raise MissingInputError(self._missing_message(self.var[0], scope.values))
+        dist, params, lead_shape = self._distribution(scope)
+        out = self._elementwise_log_prob(dist, params, value)
+        return _sum_right(out, self._event_dims(params, lead_shape))
+
+    def _elementwise_log_prob(self, dist, params, value):
+        return dist.log_prob(value)
+
+    def _entropy(self, scope: Scope):
+        dist, params, lead_shape = self._distribution(scope)
+        return _sum_right(self._elementwise_entropy(dist, params), self._event_dims(params, lead_shape))
+
+    def _elementwise_entropy(self, dist, params):
+        return dist.entropy()
+
+    def _kl_view(self, dist, params):
+        """The torch distribution whose closed-form KL stands for this one (itself for most families)."""
+        return dist
+
+    def _mean(self, scope):
+        dist, params, lead_shape = self._distribution(scope)
+        return dist.mean
+
+    def _variance(self, scope):
+        dist, params, lead_shape = self._distribution(scope)
+        return dist.variance
+
+    @property
+    def has_enumerate_support(self):
+        return bool(getattr(self.family, "has_enumerate_support", False))
+
+    def _enumerate(self, scope):
+        """Every value of the event, ``(N, *lead, *event)``: all combinations of its elements' values."""
+        dist, params, lead_shape = self._distribution(scope)
+        elements = dist.batch_shape[len(lead_shape):]  # independent elements of one event, e.g. (D,) bits
+        support = dist.enumerate_support(expand=False)  # (n, 1, ..., 1, *family event)
+        values = support.reshape((support.shape[0],) + support.shape[support.dim() - self.event_ndim:])
+        n, cells = values.shape[0], math.prod(elements)
+        if n ** cells > self.max_enumerated:
+            raise ValueError(
+                f"{self.prob_text}: enumerating its {cells} elements of {n} values each is {n ** cells} "
+                f"configurations (more than {self.max_enumerated}); use the score-function estimator "
+                f"(E(q, f, estimator='score_function')) or a relaxed family instead."
+            )
+        index = torch.cartesian_prod(*[torch.arange(n, device=values.device)] * cells).reshape(n ** cells, cells)
+        rows = values[index].reshape((n ** cells,) + tuple(elements) + values.shape[1:])
+        lead = torch.broadcast_shapes(scope.lead_shape, lead_shape)
+        return rows.reshape((rows.shape[0],) + (1,) * len(lead) + rows.shape[1:]).expand(
+            (rows.shape[0],) + tuple(lead) + rows.shape[1:])
+
+    def get_params(self, inputs=None):
+        """The family's parameters for ``inputs`` (a dict, or a context) as a dict of tensors."""
+        return self._params(Context.of(inputs))[0]
+
+    def torch_distribution(self, inputs=None, independent=False):
+        """The ``torch.distributions`` object for ``inputs`` (a dict, or a context).
+
+        ``independent=True`` reinterprets the event dims (``td.Independent``), so that its ``log_prob`` and
+        ``entropy`` are one value per batch element, as pgm's are.
+        """
+        dist, params, lead_shape = self._distribution(Context.of(inputs))
+        n = self._event_dims(params, lead_shape)
+        return torch.distributions.Independent(dist, n, validate_args=False) if independent and n > 0 else dist
+
+    def kl_distribution(self, inputs=None):
+        """``(torch distribution, event dims)`` whose closed-form KL stands for this family (the categorical
+        for a relaxed one)."""
+        dist, params, lead_shape = self._distribution(Context.of(inputs))
+        return self._kl_view(dist, params), self._event_dims(params, lead_shape)
+
+
+def _sum_right(t, n):
+    return t.sum(dim=tuple(range(-n, 0))) if n > 0 else t
+
+
+def _constraint_hint(key):
+    if key in ("scale", "concentration", "concentration0", "concentration1", "temperature", "rate"):
+        return "End the network with softplus (or exp) to keep it positive."
+    if key == "probs":
+        return "End the network with sigmoid/softmax, or return 'logits' instead."
+    return ""
+
+
+LOG_2PI = math.log(2 * math.pi)
+_MATMUL_ERROR = re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")

@@ -1,0 +1,78 @@
+"""Baselines (control variates) for the score-function estimator of ``E``.
+
+A baseline :math:`b` is subtracted from :math:`f` in the score term :math:`(f(z) - b)\\nabla\\log q(z)`. It
+leaves the gradient unbiased as long as it does not depend on the sample :math:`z` it scores: a moving
+average of earlier steps, or a network of ``q``'s conditioning variables only.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MovingAverageBaseline(nn.Module):
+    """An exponential moving average of :math:`f` over training steps: :math:`b \\leftarrow d\\,b + (1-d)\\bar f`.
+
+    It is read before it is updated with the current step's mean, so it never depends on the samples it
+    scores. It is a buffer of the model, saved in checkpoints. Updated only while gradients are enabled
+    (training), not by :meth:`Model.test`.
+    """
+
+    def __init__(self, decay=0.9):
+        super().__init__()
+        if not 0.0 <= float(decay) < 1.0:
+            raise ValueError(f"MovingAverageBaseline: decay must be in [0, 1); got {decay!r}.")
+        self.decay = float(decay)
+        self.register_buffer("value", torch.zeros(()))
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def forward(self, context, signal):
+        # the first step has no history: b = 0 then
+        b = self.value.clone()
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                mean = signal.mean().to(self.value.dtype)
+                decay = torch.where(self.steps > 0, self.decay, 0.0)
+                self.value.mul_(decay).add_((1 - decay) * mean)
+                self.steps.add_(1)
+        return b
+
+    def extra_repr(self):
+        return f"decay={self.decay}"
+
+
+class NetworkBaseline(nn.Module):
+    """A learned baseline :math:`b(x)`: a network of ``q``'s conditioning variables, one value per example."""
+
+    def __init__(self, net, q):
+        super().__init__()
+        self.net, self.cond_var, self.where = net, list(q.cond_var), f"the baseline of E over {q.prob_text}"
+
+    def forward(self, context, signal):
+        out = self.net(*(context[c] for c in self.cond_var))
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"{self.where} must return a tensor; got {type(out).__name__}.")
+        batch = context.lead_shape
+        if out.shape == batch + (1,):
+            out = out.squeeze(-1)
+        if out.shape != batch:
+            raise ValueError(f"{self.where} must return one value per example, shape {tuple(batch)} "
+                             f"(or {tuple(batch) + (1,)}); got {tuple(out.shape)}.")
+        return out
+
+
+def as_baseline(baseline, q):
+    if baseline is None or isinstance(baseline, MovingAverageBaseline):
+        return baseline
+    if baseline == "moving_average":
+        return MovingAverageBaseline()
+    if isinstance(baseline, nn.Module):
+        missing = [c for c in q.cond_var]
+        if not missing:
+            raise ValueError(f"E over {q.prob_text}: a network baseline takes q's conditioning variables, and "
+                             f"{q.prob_text} has none; use baseline='moving_average'.")
+        return NetworkBaseline(baseline, q)
+    raise ValueError(
+        f"E over {q.prob_text}: baseline must be 'moving_average', a MovingAverageBaseline(decay) or a network "
+        f"(an nn.Module taking {q.cond_var}); got {baseline!r}."
+    )

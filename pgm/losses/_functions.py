@@ -1,0 +1,247 @@
+"""Writing your own terms: ``Term(fn, latex)``, ``Input``, and the elementwise functions of losses
+(``detach``, ``log``, ``exp``, ``sqrt``, ``logsumexp``, ``minimum``, ``maximum``, ``LogMeanExp``)."""
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+from torch import nn
+
+from ..distributions import Distribution
+from ..distributions._base import _as_shape
+from . import _printing
+from ._base import Loss, as_loss
+
+
+class Input(Loss):
+    """A tensor given with the inputs, by name: per-example weights, rewards, masks.
+
+    ``(Input("w") * LogProb(p)).mean()`` evaluated on ``{"x": x, "w": w}`` weighs each example's
+    log-likelihood by ``w`` (shape ``(batch,)``). Prints as its name, or as ``latex`` if given.
+    """
+
+    def __init__(self, name: str, latex: str | None = None):
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"an Input's name must be an identifier such as 'w'; got {name!r}.")
+        self.name, self._latex = name, latex or name
+
+    def _eval(self, scope):
+        return scope[self.name]
+
+    def _sym(self):
+        return _printing.Term(self._latex, self.name)
+
+    def _free(self):
+        return {self.name: f"Input({self.name!r})"}
+
+
+class Term(Loss):
+    r"""A term of your own: ``fn`` of named inputs and samples, printed as ``latex``.
+
+    Args:
+        fn: a function (or ``nn.Module``, whose parameters :class:`~pgm.models.Model` then trains) whose
+            arguments are filled by name. It returns one value per example, shape ``(batch,)`` (the leading
+            dims of the context it runs in), or a single number for the batch, shape ``()``.
+        latex: how the term prints, e.g. ``r"\mathrm{MMD}\left[q(z|x), p(z)\right]"``.
+        text: how it prints as text (default: ``latex``).
+        inputs: where each argument comes from: a variable's name (from the inputs or an enclosing ``E``), or
+            a distribution, whose variable is drawn for this evaluation (reparameterized where it can be, and
+            shared with every other term that samples it). Arguments not named here are read as variables of
+            the same name.
+
+    >>> import torch
+    >>> from pgm.distributions import Normal
+    >>> prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    >>> mean_square = Term(lambda z: z.pow(2).sum(-1), r"\lVert z \rVert^2", inputs={"z": prior})
+    >>> (mean_square.mean()).latex()
+    '\\mathbb{E}_{p_{data}()}\\left[\\lVert z \\rVert^2\\right]'
+    """
+
+    def __init__(self, fn, latex: str, text: str | None = None, *, inputs=None):
+        if not callable(fn):
+            raise TypeError(f"Term takes a function of the named inputs; got {type(fn).__name__}.")
+        if not isinstance(latex, str):
+            raise TypeError(f"Term needs its LaTeX as a string, e.g. r'\\mathrm{{MMD}}'; got {type(latex).__name__}.")
+        self.fn, self.latex_text, self.text = fn, latex, text or latex
+        names = _argument_names(fn, self.text)
+        inputs = dict(inputs or {})
+        unknown = [k for k in inputs if k not in names]
+        if unknown:
+            raise ValueError(f"Term {self.text}: inputs names {unknown}, which are not arguments of its function "
+                             f"{names}.")
+        for k, v in inputs.items():
+            if not isinstance(v, (str, Distribution)):
+                raise TypeError(f"Term {self.text}: inputs[{k!r}] must be a variable's name or a distribution; "
+                                f"got {type(v).__name__}.")
+        self.sources = {n: inputs.get(n, n) for n in names}
+
+    def _eval(self, scope):
+        args = []
+        for name, source in self.sources.items():
+            if isinstance(source, Distribution):
+                args.append(source.sample(scope)[source.var[0]])
+            else:
+                args.append(scope[source])
+        value = self.fn(*args)
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"Term {self.text}: its function must return a tensor; got {type(value).__name__}.")
+        if value.dim() and tuple(value.shape) != tuple(scope.lead_shape)[-value.dim():]:
+            raise ValueError(
+                f"Term {self.text}: its function must return one value per example, shape "
+                f"{tuple(scope.lead_shape)}, or one number, shape (); got shape {tuple(value.shape)}. Sum the "
+                f"event dims (e.g. .sum(-1)) or reduce over the batch (.mean())."
+            )
+        return value
+
+    def _sym(self):
+        return _printing.Term(self.latex_text, self.text)
+
+    def _free(self):
+        out = {}
+        for source in self.sources.values():
+            if isinstance(source, Distribution):
+                out.update({v: source.prob_text for v in source.required_var if v not in out})
+            else:
+                out.setdefault(source, f"Term {self.text}")
+        return out
+
+    def _distributions(self):
+        return [s for s in self.sources.values() if isinstance(s, Distribution)]
+
+    def _modules(self):
+        return [self.fn] if isinstance(self.fn, nn.Module) else []
+
+
+def _argument_names(fn, where):
+    target = fn.forward if isinstance(fn, nn.Module) else fn
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        raise TypeError(f"Term {where}: cannot read the argument names of {fn!r}; pass a function with named "
+                        f"arguments, e.g. lambda z_q, z_p: ...") from None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind not in kinds for p in parameters if p.default is inspect.Parameter.empty):
+        raise TypeError(f"Term {where}: its function must take named positional arguments (no *args/**kwargs).")
+    return [p.name for p in parameters if p.kind in kinds and p.default is inspect.Parameter.empty]
+
+
+class _Unary(Loss):
+    def __init__(self, a, fn, latex_open, latex_close, text_name):
+        self.children = (as_loss(a),)
+        self.fn, self.printed = fn, (latex_open, latex_close, text_name + "(", ")")
+
+    def _eval(self, scope):
+        value = self.children[0]._eval(scope)
+        return self.fn(value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.get_default_dtype()))
+
+    def _sym(self):
+        return _printing.Wrapped(*self.printed, self.children[0]._sym())
+
+
+def detach(loss):
+    r"""The value of ``loss`` with no gradient (stop-gradient), printed :math:`\mathrm{sg}\left[\cdot\right]`.
+
+    E.g. a GAN's discriminator step on the generator's samples, or a target in a VQ-VAE commitment term.
+    """
+    return _Unary(loss, torch.Tensor.detach, r"\mathrm{sg}\left[", r"\right]", "sg")
+
+
+def log(loss):
+    r""":math:`\log\left(\cdot\right)`, elementwise."""
+    return _Unary(loss, torch.log, r"\log\left(", r"\right)", "log")
+
+
+def exp(loss):
+    r""":math:`\exp\left(\cdot\right)`, elementwise."""
+    return _Unary(loss, torch.exp, r"\exp\left(", r"\right)", "exp")
+
+
+def sqrt(loss):
+    r""":math:`\sqrt{\cdot}`, elementwise."""
+    return _Unary(loss, torch.sqrt, r"\sqrt{", "}", "sqrt")
+
+
+class _Stacked(Loss):
+    def __init__(self, losses, reduce, sym):
+        if len(losses) < 2:
+            raise ValueError(f"{reduce.__name__.lstrip('_')} takes at least two losses; got {len(losses)}.")
+        self.children, self.reduce, self.sym = tuple(as_loss(a) for a in losses), reduce, sym
+
+    def _eval(self, scope):
+        values = [c._eval(scope) for c in self.children]
+        values = torch.broadcast_tensors(*(v if isinstance(v, torch.Tensor) else torch.as_tensor(v) for v in values))
+        return self.reduce(values)
+
+    def _sym(self):
+        return self.sym(*(c._sym() for c in self.children))
+
+
+def logsumexp(*losses):
+    r""":math:`\log\left(e^{a} + e^{b} + \dots\right)`, elementwise and stable, e.g. the log-density of a
+    mixture written out: ``logsumexp(math.log(0.5) + LogProb(q_x), math.log(0.5) + LogProb(q_w))``."""
+    return _Stacked(losses, _logsumexp, _printing.LogSumExp)
+
+
+def minimum(a, b):
+    r""":math:`\min\left(a, b\right)`, elementwise."""
+    return _Stacked((a, b), _minimum, lambda x, y: _printing.Call(r"\min", "min", x, y))
+
+
+def maximum(a, b):
+    r""":math:`\max\left(a, b\right)`, elementwise."""
+    return _Stacked((a, b), _maximum, lambda x, y: _printing.Call(r"\max", "max", x, y))
+
+
+def _logsumexp(values):
+    return torch.logsumexp(torch.stack(values), 0)
+
+
+def _minimum(values):
+    return torch.minimum(*values)
+
+
+def _maximum(values):
+    return torch.maximum(*values)
+
+
+class LogMeanExp(Loss):
+    r""":math:`\log \mathbb{E}_{q}\left[e^{f}\right]` per example, estimated with K reparameterized samples as
+    :math:`\log \frac{1}{K}\sum_k e^{f(z_k)}` (a log-sum-exp over the sample dimension).
+
+    With ``f = LogProb(p) - LogProb(q)`` this is the importance-weighted bound of Burda et al. (2016).
+    """
+
+    def __init__(self, q, f, sample_shape=1):
+        if not isinstance(q, Distribution):
+            raise TypeError(f"LogMeanExp takes a pgm distribution; got {type(q).__name__}.")
+        if not q.has_reparam:
+            raise ValueError(f"LogMeanExp over {q.prob_text}: {type(q).__name__} has no reparameterized sampler; "
+                             f"use a relaxed family, or E(q, f, estimator='score_function').")
+        self.q, self.f = q, as_loss(f)
+        self.children = (self.f,)
+        self.sample_shape = _as_shape(sample_shape)
+
+    def _eval(self, scope):
+        inner = self.q.sample(scope, self.sample_shape)
+        value = self.f._eval(inner)
+        extra = value.dim() - len(scope.lead_shape) if isinstance(value, torch.Tensor) else 0
+        if extra <= 0:
+            return value
+        count = math.prod(value.shape[:extra])
+        return torch.logsumexp(value.reshape((count,) + value.shape[extra:]), 0) - math.log(count)
+
+    def _sym(self):
+        q = self.q.prob_text
+        return _printing.Wrapped(rf"\log \mathbb{{E}}_{{{q}}}\left[e^{{", r"}\right]", f"log E_{q}[exp(", ")]",
+                                 self.f._sym())
+
+    def _free(self):
+        out = {v: self.q.prob_text for v in self.q.required_var}
+        for k, v in self.f._free().items():
+            if k not in self.q.var:
+                out.setdefault(k, v)
+        return out
+
+    def _distributions(self):
+        return [self.q] + [d for d in self.f._distributions() if d is not self.q]

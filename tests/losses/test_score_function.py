@@ -1,0 +1,175 @@
+"""E over a discrete latent: the score-function estimator (with and without baselines) and exact enumeration.
+Gradients are compared with the exact gradient of the expectation computed in plain torch by summing over every
+value of the latent (itertools.product), the values with the same computation on the same samples."""
+import itertools
+
+import pytest
+import torch
+import torch.distributions as td
+from torch import nn
+
+from pgm.distributions import Bernoulli, Categorical, Deterministic, Normal
+from pgm.losses import E, KL, LogProb, MovingAverageBaseline
+from pgm.models import Model
+
+from loss_nets import Gaussian, Logits
+
+B, D, DX = 4, 3, 2
+
+
+@pytest.fixture
+def model():
+    torch.set_default_dtype(torch.float64)
+    try:
+        q = Bernoulli("q(z|x)", net=Logits(DX, D))
+        p = Normal("p(x|z)", net=Gaussian(D, DX))
+        yield q, p, torch.randn(B, DX)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def exact_objective(q, p, x):
+    """sum_z q(z|x) log p(x|z) over the 2^D codes, in plain torch: the reference value and gradient."""
+    logits = q.net(x)["logits"]
+    total = 0
+    for bits in itertools.product([0.0, 1.0], repeat=D):
+        z = torch.tensor(bits).expand(B, D)
+        weight = td.Bernoulli(logits=logits).log_prob(z).sum(-1).exp()
+        params = p.net(z)
+        total = total + weight * td.Normal(params["loc"], params["scale"]).log_prob(x).sum(-1)
+    return total.mean()
+
+
+def gradients(value, *modules):
+    params = [w for m in modules for w in m.parameters()]
+    return torch.cat([g.flatten() for g in torch.autograd.grad(value, params)])
+
+
+@pytest.mark.parametrize("baseline", [None, "moving_average", "network"])
+def test_score_function_gradient_equals_the_exact_gradient_in_expectation(model, baseline):
+    q, p, x = model
+    if baseline == "network":
+        baseline = nn.Sequential(nn.Linear(DX, 1))
+    estimate = E(q, LogProb(p), sample_shape=200_000, estimator="score_function", baseline=baseline).mean()
+    if baseline == "moving_average":
+        for _ in range(3):  # the moving average learns f's mean first (it is 0 on the first step)
+            estimate.eval({"x": x})
+        assert estimate.modules[0].value.abs() > 0
+    exact = gradients(exact_objective(q, p, x), q, p)
+    got = gradients(estimate.eval({"x": x}), q, p)
+    # 200k samples: the Monte Carlo error of each coordinate is about 1% of the gradient's scale
+    torch.testing.assert_close(got, exact, atol=0.03 * exact.abs().max().item(), rtol=0)
+
+
+def test_the_value_is_the_expectation_not_the_surrogate(model):
+    q, p, x = model
+    loss = E(q, LogProb(p), sample_shape=5, baseline="moving_average")
+    assert loss.latex() == r"\mathbb{E}_{q(z|x)}\left[\log p(x|z)\right]"  # the estimator does not show
+    torch.manual_seed(2)
+    value = loss.eval({"x": x})
+    torch.manual_seed(2)
+    z = td.Bernoulli(logits=q.net(x)["logits"]).sample((5,))
+    params = p.net(z)
+    torch.testing.assert_close(value, td.Normal(params["loc"], params["scale"]).log_prob(x).sum(-1).mean(0))
+
+
+def test_baselines_lower_the_variance(model):
+    q, p, x = model
+
+    def variance(loss, repeats=200):
+        grads = torch.stack([gradients(loss.eval({"x": x}).mean(), q) for _ in range(repeats)])
+        return grads.var(0).sum()
+
+    plain = variance(E(q, LogProb(p), estimator="score_function"))
+    averaged = E(q, LogProb(p), estimator="score_function", baseline="moving_average")
+    for _ in range(20):
+        averaged.eval({"x": x})
+    assert variance(averaged) < 0.5 * plain
+    exact = variance(E(q, LogProb(p), enumerate=True), repeats=3)
+    assert exact < 1e-20
+
+
+def test_a_learned_baseline_is_trained_by_the_model(model):
+    q, p, x = model
+    net = nn.Linear(DX, 1)
+    loss = -E(q, LogProb(p), estimator="score_function", baseline=net).mean()
+    model_ = Model(loss, distributions=[q, p])
+    trained = [w for g in model_.optimizer.param_groups for w in g["params"]]
+    assert any(w is net.weight for w in trained)
+    before = net.weight.detach().clone()
+    model_.train({"x": x})
+    assert not torch.equal(before, net.weight)
+    assert "weight" in str(list(model_.state_dict()["distributions"]))
+
+
+def test_moving_average_is_saved_and_not_updated_by_test(model):
+    q, p, x = model
+    loss = -E(q, LogProb(p), estimator="score_function", baseline=MovingAverageBaseline(0.5)).mean()
+    model_ = Model(loss, distributions=[q, p])
+    model_.train({"x": x})
+    average = loss.modules[0]
+    value = average.value.clone()
+    model_.test({"x": x})
+    assert torch.equal(average.value, value) and int(average.steps) == 1
+    assert any(k.endswith("value") for k in model_.state_dict()["distributions"])
+
+
+def test_enumeration_of_bernoulli_codes_is_exact(model):
+    q, p, x = model
+    value = E(q, LogProb(p), enumerate=True).eval({"x": x}).mean()
+    exact = exact_objective(q, p, x)
+    torch.testing.assert_close(value, exact)
+    torch.testing.assert_close(gradients(value, q, p), gradients(exact, q, p))
+
+
+def test_categorical_score_function_against_enumeration():
+    q = Categorical("q(y|x)", net=Logits(2, 4))
+    p = Normal("p(x|y)", net=Gaussian(4, 2))
+    x = torch.randn(3, 2)
+    exact = gradients(E(q, LogProb(p), enumerate=True).mean().eval({"x": x}), q, p)
+    got = gradients(E(q, LogProb(p), sample_shape=200_000).mean().eval({"x": x}), q, p)
+    torch.testing.assert_close(got, exact, atol=0.03 * exact.abs().max().item(), rtol=0)
+
+
+def test_a_mixed_objective_trains_a_discrete_vae(model):
+    q, p, x = model
+    prior = Bernoulli("p(z)", probs=0.5, features_shape=[D])
+    loss = -(E(q, LogProb(p), sample_shape=4, baseline="moving_average") - KL(q, prior)).mean()
+    model_ = Model(loss, distributions=[q, p], optimizer_params={"lr": 0.05})
+    exact = -(E(q, LogProb(p), enumerate=True) - KL(q, prior)).mean()
+    start = exact.eval({"x": x}).item()
+    for _ in range(60):
+        model_.train({"x": x})
+    assert exact.eval({"x": x}).item() < start - 0.5
+
+
+def test_estimator_errors(model):
+    q, p, x = model
+    d = Deterministic("q(z|x)", net=lambda x: {"loc": x})
+    with pytest.raises(ValueError, match=r"^E over q\(z\|x\): the score-function estimator needs log q\(z\|x\), but "
+                                         r"Deterministic has no density"):
+        E(d, LogProb(p), estimator="score_function")
+    n = Normal("q(z|x)", net=Gaussian(DX, D))
+    with pytest.raises(ValueError, match=r"^E over q\(z\|x\): a baseline reduces the variance of the score-function "
+                                         r"estimator only; this expectation uses estimator='reparameterized'"):
+        E(n, LogProb(p), baseline="moving_average")
+    with pytest.raises(ValueError, match=r"^E over q\(z\|x\): estimator must be one of"):
+        E(q, LogProb(p), estimator="reinforce")
+    with pytest.raises(ValueError, match=r"^E over q\(z\|x\): enumerate=True and estimator='score_function' disagree"):
+        E(q, LogProb(p), enumerate=True, estimator="score_function")
+    with pytest.raises(ValueError, match=r"^E over q\(z\|x\): baseline must be 'moving_average', a "
+                                         r"MovingAverageBaseline\(decay\) or a network"):
+        E(q, LogProb(p), baseline="mean")
+    with pytest.raises(ValueError, match=r"^MovingAverageBaseline: decay must be in \[0, 1\); got 1"):
+        MovingAverageBaseline(1)
+    prior = Bernoulli("p(z)", probs=0.5, features_shape=[D])
+    with pytest.raises(ValueError, match=r"^E over p\(z\): a network baseline takes q's conditioning variables"):
+        E(prior, LogProb(p), baseline=nn.Linear(1, 1))
+    wrong = E(q, LogProb(p), baseline=nn.Linear(DX, 3))
+    with pytest.raises(ValueError, match=r"^the baseline of E over q\(z\|x\) must return one value per example, "
+                                         r"shape \(4,\) \(or \(4, 1\)\); got \(4, 3\)"):
+        wrong.eval({"x": x})
+    big = Bernoulli("q(z|x)", net=Logits(DX, 20))
+    with pytest.raises(ValueError, match=r"^q\(z\|x\): enumerating its 20 elements of 2 values each is 1048576 "
+                                         r"configurations \(more than 65536\); use the score-function estimator"):
+        E(big, LogProb(p), enumerate=True).eval({"x": x})
