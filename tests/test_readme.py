@@ -13,3 +13,11 @@ def test_quick_start_runs_and_prints_the_latex_shown(capsys):
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == shown
     assert 400 < float(printed[1]) < 700  # -ELBO of random binary 784-d data at initialization: about 784 log 2
+
+
+def test_writing_your_next_model_runs_and_prints_what_is_shown(capsys):
+    section = README.split("## Writing your next model", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    shown = re.search(r"```latex\n(.*?)\n```", section, re.S).group(1)
+    exec(compile(code, "README.md (writing your next model)", "exec"), {})
+    assert capsys.readouterr().out.strip() == shown

@@ -5,6 +5,7 @@ from ._joint import JointDistribution, MarginalDistribution
 from .bernoulli import Bernoulli
 from .beta import Beta
 from .categorical import Categorical
+from .density import Density
 from .deterministic import Deterministic
 from .dirichlet import Dirichlet
 from .gamma import Gamma
@@ -21,6 +22,6 @@ __all__ = [
     "Distribution", "Family", "JointDistribution", "MarginalDistribution",
     "Normal", "Bernoulli", "Categorical", "RelaxedCategorical", "RelaxedBernoulli",
     "Laplace", "Beta", "Dirichlet", "Deterministic", "ProductOfNormal",
-    "Gamma", "Poisson", "Multinomial", "Mixture",
+    "Gamma", "Poisson", "Multinomial", "Density", "Mixture",
     "set_validation", "validation_enabled",
 ]

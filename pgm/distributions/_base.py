@@ -4,7 +4,7 @@ The methods a loss calls (``sample``, ``log_prob``, ``entropy``, ``sample_mean``
 ``enumerate_support``) are public and the same for a family, a product, a marginal, a mixture and a product
 of experts. Each takes an inputs dict (batch first) or, inside a term, the evaluation's
 :class:`~pgm.Context`. What a distribution cannot do it says upfront with a capability flag
-(``has_reparam``, ``has_log_prob``, ``has_entropy``, ``has_enumerate_support``), so a loss refuses it when it
+(``has_sample``, ``has_reparam``, ``has_log_prob``, ``has_entropy``, ``has_enumerate_support``), so a loss refuses it when it
 is written, not when it runs.
 """
 from __future__ import annotations
@@ -50,6 +50,7 @@ class Distribution(nn.Module):
     torch.distributions class, subclass :class:`~pgm.distributions.Family` instead (about ten lines).
     """
 
+    has_sample = True
     has_reparam = True          # draws carry gradients to the parameters (reparameterized)
     has_log_prob = True
     has_entropy = False
@@ -139,6 +140,9 @@ class Distribution(nn.Module):
             none when ``inputs`` is empty); given a context, that context extended with the draws, which
             every term sampling this distribution on the same inputs shares.
         """
+        if not self.has_sample:
+            raise ValueError(f"{self.prob_text}: {type(self).__name__} cannot be sampled; it can be scored "
+                             f"(LogProb, the p of KL(q, p, analytic=False)).")
         shape = torch.Size(_as_shape(sample_shape))
         context = Context.of(inputs)
         values, lead = self._sample(context, shape, reparam)

@@ -182,11 +182,15 @@ class Mixture(Distribution):
 
     def stratified_expectation(self, context, evaluate_f, sample_shape=()):
         r""":math:`\sum_k \pi_k \mathbb{E}_{q_k}[f]`, each expectation over ``sample_shape`` reparameterized draws
-        of component k, averaged; gradients reach the components and the weights."""
+        of component k, averaged; gradients reach the components (by the score function for one without a
+        reparameterized sampler) and the weights."""
         weights, total = self._log_weights(context).exp(), 0
         for k, c in enumerate(self.components):
             inner = c.sample(context, sample_shape)
             value = evaluate_f(inner)
+            if not c.has_reparam and c.has_log_prob and isinstance(value, torch.Tensor):
+                log_q = c.log_prob(inner)  # a discrete component: add its score-function gradient (value unchanged)
+                value = value + value.detach() * (log_q - log_q.detach())
             if isinstance(value, torch.Tensor) and value.dim() > len(context.lead_shape):
                 value = value.mean(dim=tuple(range(value.dim() - len(context.lead_shape))))
             total = total + weights[..., k] * value

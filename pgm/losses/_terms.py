@@ -105,6 +105,9 @@ class E(Loss):
     @staticmethod
     def _check_estimator(q, estimator, baseline):
         where = f"E over {q.prob_text}"
+        if not q.has_sample and estimator != "enumerate":
+            raise ValueError(f"{where}: {type(q).__name__} cannot be sampled, so no expectation over it can be "
+                             f"estimated; take it over a distribution you can sample (e.g. the q of KL(q, p)).")
         if estimator == "reparameterized" and not q.has_reparam:
             raise ValueError(
                 f"{where}: {type(q).__name__} has no reparameterized sampler, so no gradient would flow through "
@@ -137,8 +140,15 @@ class E(Loss):
         return _reduce_samples(self.f._eval(inner), scope)
 
     def _eval_score_function(self, scope):
-        inner = self.q.sample(scope, self.sample_shape, reparam=False)
-        log_q = self.q.log_prob(inner)
+        factors = self.q.factors if type(self.q) is JointDistribution else None
+        if factors is not None and any(f.has_reparam for f in factors):
+            # a joint of reparameterized and discrete factors: the pathwise gradient through the first, the
+            # score term for the discrete ones only (their log q, which may depend on the reparameterized draws)
+            inner = self.q.sample(scope, self.sample_shape, reparam=True)
+            log_q = sum(f.log_prob(inner) for f in factors if not f.has_reparam)
+        else:
+            inner = self.q.sample(scope, self.sample_shape, reparam=False)
+            log_q = self.q.log_prob(inner)
         value = self.f._eval(inner)
         value = value + torch.zeros_like(log_q) if isinstance(value, torch.Tensor) else log_q.new_full(log_q.shape, value)
         signal = value.detach()

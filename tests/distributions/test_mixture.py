@@ -6,8 +6,8 @@ import torch
 import torch.distributions as td
 from torch import nn
 
-from pgm.distributions import Deterministic, Mixture, Normal
-from pgm.losses import E, LogProb
+from pgm.distributions import Bernoulli, Deterministic, Mixture, Normal
+from pgm.losses import E, LogProb, Term
 
 BATCH, DX, DW, DZ = 5, 4, 3, 2
 F64 = torch.float64
@@ -153,6 +153,20 @@ def test_stratified_with_network_weights_reaches_the_network(components, data):
     mixture = Mixture(components, net)
     E(mixture, LogProb(mixture)).eval(data).sum().backward()
     assert all(q.grad is not None and bool(q.grad.abs().sum() > 0) for q in net.parameters())
+
+
+def test_stratified_gradient_of_discrete_components_by_the_score_function():
+    """d/d theta_k of sum_k pi_k E_{Bernoulli(sigmoid(theta_k))}[z] is pi_k sigmoid'(theta_k)."""
+    theta = [nn.Parameter(torch.tensor([0.3], dtype=F64)), nn.Parameter(torch.tensor([-1.0], dtype=F64))]
+    mixture = Mixture([Bernoulli("q(z)", logits=t, features_shape=[1]) for t in theta], [0.25, 0.75])
+    loss = E(mixture, Term(lambda z: z.sum(-1), "s(z)"), sample_shape=20000)
+    value = loss.eval({"x": torch.zeros(2, 1, dtype=F64)})
+    expected = 0.25 * torch.sigmoid(theta[0]) + 0.75 * torch.sigmoid(theta[1])
+    torch.testing.assert_close(value, expected.expand(2), atol=0.02, rtol=0)  # standard error < 0.004
+    value.mean().backward()
+    for t, pi in zip(theta, (0.25, 0.75)):
+        s = torch.sigmoid(t.detach())
+        torch.testing.assert_close(t.grad, pi * s * (1 - s), atol=0.02, rtol=0)
 
 
 def test_score_function_estimator_on_a_mixture(components, data):

@@ -173,3 +173,18 @@ def test_estimator_errors(model):
     with pytest.raises(ValueError, match=r"^q\(z\|x\): enumerating its 20 elements of 2 values each is 1048576 "
                                          r"configurations \(more than 65536\); use the score-function estimator"):
         E(big, LogProb(p), enumerate=True).eval({"x": x})
+
+
+def test_a_joint_of_continuous_and_discrete_factors_gets_both_gradients():
+    """q(a|x) Normal (reparameterized) times q(y|a) Categorical (score function): against the same expectation with
+    y summed out exactly, both estimated with many samples of a."""
+    q_a = Normal("q(a|x)", net=Gaussian(2, 2))
+    q_y = Categorical("q(y|a)", net=Logits(2, 3))
+    p = Normal("p(x|a,y)", net=Gaussian(5, 2))
+    x = torch.randn(3, 2)
+    mixed = E(q_a * q_y, LogProb(p), sample_shape=400_000)
+    assert mixed.estimator == "score_function"
+    reference = E(q_a, E(q_y, LogProb(p), enumerate=True), sample_shape=400_000)
+    got = gradients(mixed.mean().eval({"x": x}), q_a, q_y, p)
+    exact = gradients(reference.mean().eval({"x": x}), q_a, q_y, p)
+    torch.testing.assert_close(got, exact, atol=0.03 * exact.abs().max().item(), rtol=0)
