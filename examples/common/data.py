@@ -112,6 +112,23 @@ def load(dataset="digits", pairing="halves", data_root=None, labels=100,
         multilabel=multilabel, description=f"{source}, {how}, {label_text}")
 
 
+def labelled_images(dataset="digits", data_root=None, seed=0, download=False) -> PairedData:
+    """Whole images x (N, H W) in [0, 1] with their one-hot labels y, every training image labelled, and an empty
+    w (N, 0): the data of a model of x given y (e.g. the conditional VAE), which ``training.train`` passes as the
+    labelled batches {"x", "w", "y"}. dataset: "digits", "mnist" or "fashion"; the split is :func:`load`'s."""
+    if dataset == "digits":
+        (images, y), (test_images, test_y), source = load_digits(seed)
+    else:
+        (images, y), (test_images, test_y), source = load_idx_dataset(dataset, data_root, download)
+    num_classes = int(max(y.max(), test_y.max())) + 1
+    x, w, y = _float32(images.reshape(len(images), -1), images.new_zeros(len(images), 0), y, num_classes)
+    test = _float32(test_images.reshape(len(test_images), -1), test_images.new_zeros(len(test_images), 0), test_y,
+                    num_classes)
+    return PairedData(labelled=(x, w, y), unlabelled=(x, w), test=test, num_classes=num_classes, x_dim=x.shape[1],
+                      w_dim=0, image_shape=tuple(images.shape[1:]), multilabel=False,
+                      description=f"{source}, whole images, all labels")
+
+
 def _float32(x, w, y, num_classes):
     """x, w as float32 tensors and y as one-hot (N, num_classes) float32; multi-hot y (N, C) is kept."""
     y = torch.as_tensor(y)
@@ -386,6 +403,20 @@ def add_arguments(parser):
                        help="number of labelled training examples, class-balanced, or 'all' (default: %(default)s)")
     group.add_argument("--download", action="store_true",
                        help="mnist/fashion: let torchvision download the files into --data-root first")
+    return parser
+
+
+def add_image_arguments(parser):
+    """Add --dataset (digits, mnist or fashion), --data-root and --download for :func:`labelled_images`; every
+    training image is labelled, so ``args.labels`` is "all"."""
+    group = parser.add_argument_group("data")
+    group.add_argument("--dataset", choices=DATASETS[:3], default="digits",
+                       help="digits: scikit-learn's 8x8 digits (offline); mnist/fashion read IDX files from "
+                            "--data-root (default: digits)")
+    group.add_argument("--data-root", default=None, help="folder to read mnist/fashion from")
+    group.add_argument("--download", action="store_true",
+                       help="mnist/fashion: let torchvision download the files into --data-root first")
+    parser.set_defaults(labels="all")
     return parser
 
 

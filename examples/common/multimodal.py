@@ -253,6 +253,27 @@ def cross_modal_figure(path, rows, image_shape, columns=8, title=None):
     plt.close(figure)
 
 
+def image_grid_figure(path, images, image_shape, row_labels, title=None):
+    """Save images (R, C, H W) in [0, 1] as a PNG grid of R rows of C images (each reshaped to ``image_shape``
+    (H, W)), the rows named by ``row_labels`` (R strings), e.g. samples of a conditional model, one row per class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+
+    (rows, columns), height = images.shape[:2], image_shape[0]
+    cells = images.detach().cpu().reshape(rows * columns, 1, *image_shape).clamp(0, 1)
+    grid = make_grid(cells, nrow=columns, padding=1, pad_value=1.0)[0]
+    figure, axis = plt.subplots(figsize=(1.2 + 0.5 * columns, 0.6 + 0.5 * rows))
+    axis.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    axis.set(xticks=[], yticks=[1 + (height + 1) * r + (height - 1) / 2 for r in range(rows)],
+             yticklabels=list(row_labels), title=title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 # ---------------------------------------------------------------------------------------------- results
 # ---------------------------------------------------------------------------------------------- options
 def add_arguments(parser, latent=64, iw_samples=1000):

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from ..distributions import Distribution
-from ..distributions._base import _as_shape
 from . import _printing
 from ._base import Loss, as_loss
+from ._terms import E
 
 
 class Input(Loss):
@@ -205,7 +205,7 @@ def _maximum(values):
     return torch.maximum(*values)
 
 
-class LogMeanExp(Loss):
+class LogMeanExp(E):
     r""":math:`\log \mathbb{E}_{q}\left[e^{f}\right]` per example, estimated with K reparameterized samples as
     :math:`\log \frac{1}{K}\sum_k e^{f(z_k)}` (a log-sum-exp over the sample dimension).
 
@@ -213,14 +213,10 @@ class LogMeanExp(Loss):
     """
 
     def __init__(self, q, f, sample_shape=1):
-        if not isinstance(q, Distribution):
-            raise TypeError(f"LogMeanExp takes a pgm distribution; got {type(q).__name__}.")
-        if not q.has_reparam:
+        if isinstance(q, Distribution) and not q.has_reparam:
             raise ValueError(f"LogMeanExp over {q.prob_text}: {type(q).__name__} has no reparameterized sampler; "
                              f"use a relaxed family, or E(q, f, estimator='score_function').")
-        self.q, self.f = q, as_loss(f)
-        self.children = (self.f,)
-        self.sample_shape = _as_shape(sample_shape)
+        super().__init__(q, f, sample_shape, estimator="reparameterized")
 
     def _eval(self, scope):
         inner = self.q.sample(scope, self.sample_shape)
@@ -235,13 +231,3 @@ class LogMeanExp(Loss):
         q = self.q.prob_text
         return _printing.Wrapped(rf"\log \mathbb{{E}}_{{{q}}}\left[e^{{", r"}\right]", f"log E_{q}[exp(", ")]",
                                  self.f._sym())
-
-    def _free(self):
-        out = {v: self.q.prob_text for v in self.q.required_var}
-        for k, v in self.f._free().items():
-            if k not in self.q.var:
-                out.setdefault(k, v)
-        return out
-
-    def _distributions(self):
-        return [self.q] + [d for d in self.f._distributions() if d is not self.q]
