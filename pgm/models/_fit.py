@@ -7,6 +7,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterable
 
 import numpy as np
@@ -155,28 +156,76 @@ def _tensorboard(tensorboard):
     return SummaryWriter(log_dir=os.fspath(tensorboard)), True
 
 
-class _Quiet:
-    def __init__(self, *args, **kwargs):
-        pass
+class _Progress:
+    """What a person watching a run sees: one bar for the run (epochs) showing the loss and the latest numbers
+    of each kind (validation loss, what the callback adds, e.g. a test accuracy); an inner bar over the batches
+    only once an epoch has taken more than ``inner_after`` seconds. Where there is no terminal to redraw (a log
+    file, ``TERM=dumb``) or no tqdm, one line per epoch instead."""
 
-    def update(self, n=1):
-        pass
+    inner_after = 2.0
 
-    def set_postfix(self, *args, **kwargs):
-        pass
+    def __init__(self, enabled, epochs, done, batches):
+        self.epochs, self.batches, self.latest = epochs, batches, {}
+        self.outer = self.inner = None
+        self.lines = False
+        if not enabled:
+            return
+        tqdm = _tqdm() if sys.stderr.isatty() and os.environ.get("TERM") != "dumb" else None
+        if tqdm is None:
+            self.lines = True
+            return
+        self.tqdm = tqdm
+        self.outer = tqdm(total=epochs, initial=done, desc=f"epoch {done}/{epochs}", unit="epoch",
+                          dynamic_ncols=True, leave=True, file=sys.stderr)
+
+    def start_epoch(self, epoch, done_batches):
+        self.epoch, self.done, self.started = epoch, done_batches, time.perf_counter()
+        if self.outer is not None:
+            self.outer.set_description(f"epoch {epoch}/{self.epochs}", refresh=False)
+
+    def step(self, mean_loss):
+        self.done += 1
+        if self.outer is None:
+            return
+        if self.inner is None and time.perf_counter() - self.started > self.inner_after:
+            self.inner = self.tqdm(total=self.batches, initial=self.done, desc=f"  epoch {self.epoch}", unit="batch",
+                                   dynamic_ncols=True, leave=False, file=sys.stderr)
+        elif self.inner is not None:
+            self.inner.update()
+        if self.inner is not None:
+            self.inner.set_postfix(loss=f"{mean_loss:.4g}", refresh=False)
+
+    def end_epoch(self, record):
+        self.close_inner()
+        self.latest.update({k: v for k, v in record.items() if k != "epoch"})
+        if self.outer is not None:
+            self.outer.set_postfix_str(", ".join(f"{_short(k)} {v:.4g}" for k, v in self.latest.items()),
+                                       refresh=False)
+            self.outer.update()
+        elif self.lines:
+            print(_summary(record), flush=True)
+
+    def close_inner(self):
+        if self.inner is not None:
+            self.inner.close()
+            self.inner = None
 
     def close(self):
-        pass
+        self.close_inner()
+        if self.outer is not None:
+            self.outer.close()
 
 
-def _bar(progress, total, initial, description):
-    if not progress:
-        return _Quiet()
+def _tqdm():
     try:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
     except ImportError:
-        return _Quiet()
-    return tqdm(total=total, initial=initial, desc=description, unit="batch", dynamic_ncols=True, leave=True)
+        return None
+    return tqdm
+
+
+def _short(key):
+    return {"train_loss": "loss", "valid_loss": "valid"}.get(key, key.split(":")[-1])
 
 
 def _summary(record):
@@ -188,6 +237,14 @@ def _summary(record):
 
 
 # -------------------------------------------------------------------- interrupts
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :meth:`Model.fit`; ``checkpoint`` is the checkpoint to resume from (None without one)."""
+
+    def __init__(self, checkpoint=None):
+        super().__init__(f"training interrupted; checkpoint: {checkpoint}" if checkpoint else "training interrupted")
+        self.checkpoint = checkpoint
+
+
 class _Interrupt:
     """The first Ctrl-C asks to stop after the current step (and save); a second stops at once."""
 
@@ -283,12 +340,15 @@ def fit(model, train_data, epochs, valid_data=None, *, checkpoint_dir=None, chec
             epochs and after the last. Each holds the model, the optimizer, the random states (torch, CUDA,
             numpy, Python, the data's generators), the position and the history, written atomically.
             A first Ctrl-C stops after the current step and writes ``epoch-0003-batch-000017.pt`` before
-            raising ``KeyboardInterrupt``; a second stops at once.
+            raising :class:`TrainingInterrupted` (a ``KeyboardInterrupt`` naming that checkpoint); a second
+            stops at once.
         keep: how many of the latest checkpoints to keep (older ones are deleted once a new one is written);
             None (default) keeps them all.
         resume: a checkpoint path, or ``"latest"`` (the furthest in ``checkpoint_dir``; none there starts
             afresh). Training continues exactly as if it had never stopped.
-        progress: show a tqdm progress bar with the running loss (when tqdm is installed).
+        progress: show the run's progress: a tqdm bar over the epochs with the loss and the latest numbers
+            (an inner bar over the batches when an epoch is long); one line per epoch where stderr is not a
+            terminal (a log file, ``TERM=dumb``) or tqdm is not installed.
         tensorboard: a log folder or a ``SummaryWriter``: logs ``loss/train`` and ``loss/valid`` per epoch.
         params: :class:`~pgm.losses.Parameter` values: a dict, or a function of the epoch (1 for the first)
             returning one, e.g. ``lambda epoch: {"beta": min(1.0, epoch / 10)}``.
@@ -320,11 +380,15 @@ def fit(model, train_data, epochs, valid_data=None, *, checkpoint_dir=None, chec
         run.restore(path)
     writer, owned = _tensorboard(tensorboard) if run.main else (None, False)
     world = _distributed.world_size() if _distributed.resolve(model.distributed) else 1
+    bar = _Progress(progress and run.main, epochs, run.epoch, train.sized())
     try:
         with _Interrupt(enabled=world == 1) as interrupt:
-            _epochs(run, model, train, valid, epochs, checkpoint_every, progress and run.main, writer, params,
+            _epochs(run, model, train, valid, epochs, checkpoint_every, bar, writer, params,
                     interrupt, world, callback)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(run.last_checkpoint if run.folder is not None else None) from None
     finally:
+        bar.close()
         if owned:
             writer.close()
     return run.history
@@ -349,7 +413,7 @@ def _epochs(run, model, train, valid, epochs, checkpoint_every, progress, writer
             if run.resume_rng is not None:
                 set_rng_state(run.resume_rng, train.generators)
                 run.resume_rng = None
-            bar = _bar(progress, train.sized(), run.batch, f"epoch {epoch}/{epochs}")
+            progress.start_epoch(epoch, run.batch)
             try:
                 for batch in batches:
                     train.check(batch)
@@ -365,8 +429,7 @@ def _epochs(run, model, train, valid, epochs, checkpoint_every, progress, writer
                     phase = "data"
                     size = _batch_size(batch)
                     run.total, run.count, run.batch = run.total + loss * size, run.count + size, run.batch + 1
-                    bar.update()
-                    bar.set_postfix(loss=f"{run.total / run.count:.4g}")
+                    progress.step(run.total / run.count)
                     if interrupt.requested:
                         if run.folder is not None:
                             run.save()
@@ -379,9 +442,8 @@ def _epochs(run, model, train, valid, epochs, checkpoint_every, progress, writer
                     phase = "valid"
                     record["valid_loss"] = _validate(model, valid, epoch, values, world)
                     phase = "data"
-                    bar.set_postfix(loss=f"{record['train_loss']:.4g}", valid=f"{record['valid_loss']:.4g}")
             finally:
-                bar.close()
+                progress.close_inner()
             if callback is not None:
                 phase = "callback"
                 extra = callback(dict(record))
@@ -395,8 +457,7 @@ def _epochs(run, model, train, valid, epochs, checkpoint_every, progress, writer
                         raise ValueError(f"fit: callback returned {clash}, which fit records itself; "
                                          f"name them differently.")
                     record.update({k: float(v) for k, v in extra.items()})
-            if progress and isinstance(bar, _Quiet):  # no tqdm: a line per epoch instead
-                print(_summary(record))
+            progress.end_epoch(record)
             run.history.append(record)
             run.epoch, run.batch, run.total, run.count = epoch, 0, 0.0, 0
             if writer is not None:

@@ -203,12 +203,31 @@ class Writer:
         self.scalars.append((tag, step))
 
 
-def test_progress_bar_and_tensorboard_writer(capsys):
-    pytest.importorskip("tqdm")
+def test_progress_in_a_log_file_is_a_line_per_epoch_and_tensorboard_writer(capsys):
     writer = Writer()
     build().fit(DictData_batches(), 2, valid_data=VALID, progress=True, tensorboard=writer, params=PARAMS)
     assert writer.scalars == [("loss/train", 1), ("loss/valid", 1), ("loss/train", 2), ("loss/valid", 2)]
-    assert "epoch 2/2" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert [line.split(",")[0] for line in lines] == ["epoch 1", "epoch 2"] and "valid loss" in lines[1]
+    assert "\r" not in captured.out + captured.err  # nothing redrawn where there is no terminal
+
+
+def test_progress_in_a_terminal_is_one_bar_for_the_run(capsys, monkeypatch):
+    pytest.importorskip("tqdm")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setenv("TERM", "xterm")
+    build().fit(DictData_batches(), 2, valid_data=VALID, progress=True, params=PARAMS,
+                callback=lambda record: {"accuracy": 0.5} if record["epoch"] == 1 else None)
+    err = capsys.readouterr().err
+    assert "epoch 2/2" in err and "2/2 [" in err  # the run's bar counts epochs
+    final = err.split("\r")[-1]
+    assert "accuracy 0.5" in final and "valid" in final  # the latest numbers stay on the bar
+    assert "batch" not in err  # epochs this short get no inner bar
+    from pgm.models import _fit
+    monkeypatch.setattr(_fit._Progress, "inner_after", -1.0)
+    build().fit(DictData_batches(), 1, progress=True, params=PARAMS)
+    assert "  epoch 1" in capsys.readouterr().err  # a long epoch gets a bar over its batches
 
 
 def DictData_batches():
