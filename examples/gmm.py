@@ -65,8 +65,8 @@ def density_figure(path, x, log_densities, title):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     training.add_arguments(parser, __file__, epochs=200, batch_size=256, lr=0.05)
-    parser.add_argument("--points", type=int, default=2000, help="number of points, train and test (default: 2000)")
-    parser.add_argument("--components", type=int, default=4, help="K, mixture components and blobs (default: 4)")
+    parser.add_argument("--points", type=training.positive_int, default=2000, help="number of points, train and test (default: 2000)")
+    parser.add_argument("--components", type=training.positive_int, default=4, help="K, mixture components and blobs (default: 4)")
     parser.set_defaults(labels="all")
     args = parser.parse_args(argv)
     out, device = training.setup(args)
@@ -103,4 +103,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    training.run(main)

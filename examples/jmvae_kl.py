@@ -27,7 +27,7 @@ def main(argv=None):
     training.add_arguments(parser, __file__)
     data.add_arguments(parser)
     multimodal.add_arguments(parser)
-    parser.add_argument("--alpha", type=float, default=0.1, help="weight of the KL terms (default: 0.1)")
+    parser.add_argument("--alpha", type=training.non_negative_float, default=0.1, help="weight of the KL terms (default: 0.1)")
     args = parser.parse_args(argv)
     out, device = training.setup(args)
     paired = multimodal.load_data(args, device)
@@ -58,4 +58,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    training.run(main)

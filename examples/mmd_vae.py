@@ -74,7 +74,7 @@ def main(argv=None):
     training.add_arguments(parser, __file__, epochs=100)
     data.add_image_arguments(parser)
     multimodal.add_arguments(parser, latent=16)
-    parser.add_argument("--mmd-weight", type=float, default=1000.0, help="lambda, the MMD's weight (default: 1000)")
+    parser.add_argument("--mmd-weight", type=training.non_negative_float, default=1000.0, help="lambda, the MMD's weight (default: 1000)")
     args = parser.parse_args(argv)
     out, device = training.setup(args)
     images = training.to_device(data.labelled_images(args.dataset, args.data_root, args.seed, args.download), device)
@@ -98,4 +98,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    training.run(main)

@@ -30,8 +30,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     training.add_arguments(parser, __file__)
     data.add_arguments(parser)
-    parser.add_argument("--alpha", type=float, default=1.0, help="weight of the classification term (default: 1)")
-    parser.add_argument("--temperature", type=float, default=0.5, help="Gumbel-softmax temperature (default: 0.5)")
+    parser.add_argument("--alpha", type=training.non_negative_float, default=1.0, help="weight of the classification term (default: 1)")
+    parser.add_argument("--temperature", type=training.positive_float, default=0.5, help="Gumbel-softmax temperature (default: 0.5)")
     parser.add_argument("--iterations", type=int, default=100,
                         help="iterative-sampling steps to impute a missing modality (default: 100, the paper's)")
     args = parser.parse_args(argv)
@@ -77,4 +77,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    training.run(main)

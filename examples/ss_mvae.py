@@ -29,8 +29,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     training.add_arguments(parser, __file__)
     data.add_arguments(parser)
-    parser.add_argument("--alpha", type=float, default=1.0, help="weight of the classification term (default: 1)")
-    parser.add_argument("--temperature", type=float, default=0.5, help="Gumbel-softmax temperature (default: 0.5)")
+    parser.add_argument("--alpha", type=training.non_negative_float, default=1.0, help="weight of the classification term (default: 1)")
+    parser.add_argument("--temperature", type=training.positive_float, default=0.5, help="Gumbel-softmax temperature (default: 0.5)")
     args = parser.parse_args(argv)
     out, device = training.setup(args)
     paired = training.load_data(args, device)
@@ -68,4 +68,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    training.run(main)

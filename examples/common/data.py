@@ -32,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import user_errors
+
 DATASETS = ("digits", "mnist", "fashion", "features")
 PAIRINGS = ("halves", "noisy")
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -112,6 +114,7 @@ def load(dataset="digits", pairing="halves", data_root=None, labels=100,
         multilabel=multilabel, description=f"{source}, {how}, {label_text}")
 
 
+@user_errors
 def labelled_images(dataset="digits", data_root=None, seed=0, download=False) -> PairedData:
     """Whole images x (N, H W) in [0, 1] with their one-hot labels y, every training image labelled, and an empty
     w (N, 0): the data of a model of x given y (e.g. the conditional VAE), which ``training.train`` passes as the
@@ -420,6 +423,7 @@ def add_image_arguments(parser):
     return parser
 
 
+@user_errors
 def from_args(args, seed=None) -> PairedData:
     """``load`` with the options of :func:`add_arguments`; the seed is ``seed``, else ``args.seed``, else 0."""
     seed = seed if seed is not None else getattr(args, "seed", 0)

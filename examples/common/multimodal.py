@@ -279,8 +279,8 @@ def image_grid_figure(path, images, image_shape, row_labels, title=None):
 def add_arguments(parser, latent=64, iw_samples=1000):
     """Add --latent (the size of z) and --iw-samples (K of the importance-sampled log-likelihoods)."""
     group = parser.add_argument_group("model and evaluation")
-    group.add_argument("--latent", type=int, default=latent, help=f"size of the latent z (default: {latent})")
-    group.add_argument("--iw-samples", type=int, default=iw_samples,
+    group.add_argument("--latent", type=training.positive_int, default=latent, help=f"size of the latent z (default: {latent})")
+    group.add_argument("--iw-samples", type=training.positive_int, default=iw_samples,
                        help=f"importance samples K of the test log-likelihoods (default: {iw_samples})")
     return parser
 

@@ -11,12 +11,21 @@ A script uses it as::
     model = Model(loss, distributions, **training.model_options(args))
     history = training.train(model, paired, args, out, params={"alpha": 1.0}, monitor=...)
 
-The loop is ``model.fit``, with checkpoints in ``<out>/checkpoints``.
+    if __name__ == "__main__":
+        training.run(main)
+
+The loop is ``model.fit``, with checkpoints in ``<out>/checkpoints``. ``run`` turns a user's mistake (a
+:class:`UsageError`, or a bad option value) into one line ``error: ...`` and exit status 2, and Ctrl-C into the
+checkpoint's path and the command that resumes it.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import os
 import random
+import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,10 +34,54 @@ import numpy as np
 import torch
 
 from . import data
+from .errors import UsageError
 
 
 COMPILE = {"off": False, "on": True, "inductor": "inductor", "cudagraph": "cudagraph"}
 MONITOR = "monitor:"  # the prefix of the monitored values in the records of model.fit
+
+
+def _number(kind, minimum, strict):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'}; got {text!r}")
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}; got {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+positive_int = _number(int, 0, strict=True)
+non_negative_int = _number(int, 0, strict=False)
+positive_float = _number(float, 0.0, strict=True)
+non_negative_float = _number(float, 0.0, strict=False)
+
+
+def _one_line_error(parser, message):
+    """argparse's error, as one line naming the option and pointing to --help; exit status 2."""
+    parser.exit(2, f"error: {message} (see {parser.prog} --help)\n")
+
+
+def run(main, argv=None):
+    """Run a script's ``main(argv)``: a user's mistake prints ``error: ...`` and exits with status 2 (no
+    traceback); Ctrl-C prints where the checkpoint is and the command that resumes the run, exit status 130."""
+    try:
+        return main(argv)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt as interrupt:
+        checkpoint = getattr(interrupt, "checkpoint", None)
+        if checkpoint is None:
+            print("\ninterrupted before a checkpoint was written; nothing to resume.", file=sys.stderr)
+        else:
+            words = [a for a in (sys.argv[1:] if argv is None else list(argv)) if a != "--resume"]
+            command = shlex.join(["python", sys.argv[0], *words, "--resume"])
+            print(f"\ninterrupted: the run is saved in {checkpoint}\nresume it with: {command}", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def model_options(args):
@@ -43,26 +96,32 @@ def add_arguments(parser, script, epochs=500, batch_size=512, lr=1e-3, hidden=51
     ``script`` (the caller's ``__file__``) names the default results folder ``results/<script name>``.
     """
     name = Path(script).stem
+    parser.error = _one_line_error.__get__(parser)
     group = parser.add_argument_group("training")
-    group.add_argument("--epochs", type=int, default=epochs, help=f"passes over the unlabelled set (default: {epochs})")
-    group.add_argument("--batch-size", type=int, default=batch_size,
+    group.add_argument("--epochs", type=positive_int, default=epochs, help=f"passes over the unlabelled set (default: {epochs})")
+    group.add_argument("--batch-size", type=positive_int, default=batch_size,
                        help=f"unlabelled (and at most labelled) examples per step (default: {batch_size})")
-    group.add_argument("--lr", type=float, default=lr, help=f"Adam learning rate (default: {lr:g})")
-    group.add_argument("--hidden", type=int, default=hidden,
+    group.add_argument("--lr", type=positive_float, default=lr, help=f"Adam learning rate (default: {lr:g})")
+    group.add_argument("--hidden", type=positive_int, default=hidden,
                        help=f"width of every hidden DkBR layer (default: {hidden}, the papers')")
     group.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                        help="torch device (default: cuda when available, else cpu)")
     group.add_argument("--seed", type=int, default=0, help="seed of the data split, initialization and sampling")
     group.add_argument("--out", type=Path, default=Path("results") / name,
                        help=f"results folder (default: results/{name})")
-    group.add_argument("--eval-every", type=int, default=10,
+    group.add_argument("--eval-every", type=non_negative_int, default=10,
                        help="test scores (accuracies, or the test objective) for the learning curves every "
                             "this many epochs and after the last; 0: only after the last (default: 10)")
-    group.add_argument("--checkpoint-every", type=int, default=10,
+    group.add_argument("--checkpoint-every", type=positive_int, default=10,
                        help="write <out>/checkpoints/epoch-NNNN.pt every this many epochs and at the end, keeping "
                             "the latest two; Ctrl-C writes one too (default: 10)")
     group.add_argument("--resume", action="store_true",
                        help="continue exactly from the latest checkpoint in <out>/checkpoints")
+    group.add_argument("--overwrite", action="store_true",
+                       help="start afresh in an --out folder that holds an earlier run (its checkpoints are deleted)")
+    group.add_argument("--threads", type=non_negative_int, default=0,
+                       help="CPU threads for torch; 0 (default): one thread for networks this small, which is as "
+                            "fast on an idle machine and degrades far less on a busy one")
     group.add_argument("--compile", choices=sorted(COMPILE), default="off",
                        help="compile the training step: 'on' is a CUDA graph on CUDA and inductor elsewhere "
                             "(see pgm.models.Model); default: off")
@@ -70,13 +129,54 @@ def add_arguments(parser, script, epochs=500, batch_size=512, lr=1e-3, hidden=51
 
 
 def setup(args):
-    """Seed python, numpy and torch with ``args.seed``, create ``args.out``; return (out folder, device)."""
+    """Check the options a script cannot check by their type (the device, the results folder and --resume), set
+    the threads, seed python, numpy and torch with ``args.seed``, create ``args.out``; return (out, device).
+    Every mistake is a :class:`UsageError`, raised before any slow work."""
+    device = _device(args.device)
+    out = Path(args.out)
+    checkpoints = out / "checkpoints"
+    held = [n for n in ("results.json", "checkpoints", "model.pt") if (out / n).exists()]
+    if getattr(args, "resume", False):
+        if not any(checkpoints.glob("epoch-*.pt")):
+            raise UsageError(f"--resume: there is no checkpoint in {checkpoints} to resume from; run without "
+                             f"--resume to start, or point --out at the folder of the run to continue.")
+    elif held and not getattr(args, "overwrite", False):
+        raise UsageError(f"--out {out} already holds a run ({', '.join(held)}); pass --resume to continue it, "
+                         f"--overwrite to start afresh there, or another --out.")
+    elif held:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    threads = getattr(args, "threads", 0) or auto_threads(args)
+    if device.type == "cpu":
+        torch.set_num_threads(threads)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    return out, torch.device(args.device)
+    return out, device
+
+
+def auto_threads(args):
+    """One thread unless a step's largest product (batch x hidden x hidden multiply-adds) is big enough for
+    threads to pay (about 2^30, e.g. batch 1024 with hidden 1024): for the papers' sizes a second thread gains
+    little on an idle machine and, on a busy one, spins waiting for a core."""
+    work = getattr(args, "batch_size", 1) * getattr(args, "hidden", 1) ** 2
+    return 1 if work < 2 ** 30 else min(4, os.cpu_count() or 1)
+
+
+def _device(name):
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name}: not a torch device; use cpu, cuda or cuda:N.") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: this machine has no CUDA device torch can use; use --device cpu.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                             f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}.")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {name}: MPS is not available here; use --device cpu.")
+    return device
 
 
 def load_data(args, device):
@@ -84,8 +184,8 @@ def load_data(args, device):
     categorical)."""
     paired = data.from_args(args)
     if paired.multilabel:
-        raise ValueError("the semi-supervised models classify into one of K classes; the features given are "
-                         "multi-label. Use single-label y (N,) integer classes.")
+        raise UsageError("--dataset features: the semi-supervised models classify into one of K classes; the "
+                         "features given are multi-label. Use single-label y (N,) integer classes.")
     return to_device(paired, device)
 
 
@@ -176,13 +276,20 @@ def plot_learning_curves(history, path):
     monitored = [k for k in history if k not in ("epoch", "loss", "seconds", "monitor_epoch")]
     figure, axes = plt.subplots(1, 1 + bool(monitored), figsize=(5 + 4.5 * bool(monitored), 3.5), squeeze=False)
     axes = axes[0]
-    axes[0].plot(history["epoch"], history["loss"])
-    axes[0].set(xlabel="epoch", ylabel="training loss (-J)", title="loss")
+    from matplotlib.ticker import MaxNLocator
+
+    axes[0].plot(history["epoch"], history["loss"], label="training loss")
+    axes[0].set(xlabel="epoch", ylabel="loss per example (nats)", title="minimized loss: minus the objective")
+    axes[0].legend()
     for key in monitored:
         axes[1].plot(history["monitor_epoch"], history[key], marker="o", markersize=3, label=key)
     if monitored:
-        axes[1].set(xlabel="epoch", title="test")
+        percent = all("accuracy" in k or "%" in k for k in monitored)
+        axes[1].set(xlabel="epoch", ylabel="accuracy (%)" if percent else "value per example (nats)",
+                    title="test scores")
         axes[1].legend()
+    for axis in axes:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -433,6 +433,6 @@ def test_semi_supervised_scripts_refuse_multilabel_features(tmp_path):
     training.add_arguments(parser, "script.py")
     data.add_arguments(parser)
     args = parser.parse_args(["--dataset", "features", "--data-root", str(tmp_path / "f.npz"), "--labels", "10"])
-    with pytest.raises(ValueError, match=r"the semi-supervised models classify into one of K classes; the features "
-                                         r"given are multi-label"):
+    with pytest.raises(training.UsageError, match=r"^--dataset features: the semi-supervised models classify into "
+                                                  r"one of K classes; the features given are multi-label"):
         training.load_data(args, torch.device("cpu"))
