@@ -137,7 +137,7 @@ def setup(args):
     checkpoints = out / "checkpoints"
     held = [n for n in ("results.json", "checkpoints", "model.pt") if (out / n).exists()]
     if getattr(args, "resume", False):
-        if not any(checkpoints.glob("epoch-*.pt")):
+        if not any(checkpoints.rglob("epoch-*.pt")):  # scripts training several models keep subfolders
             raise UsageError(f"--resume: there is no checkpoint in {checkpoints} to resume from; run without "
                              f"--resume to start, or point --out at the folder of the run to continue.")
     elif held and not getattr(args, "overwrite", False):

@@ -61,6 +61,27 @@ class NetworkBaseline(nn.Module):
         return out
 
 
+class _FitBaseline(torch.autograd.Function):
+    """Zero in value; its gradient moves ``b`` towards ``f`` (the gradient of :math:`\frac{1}{2}(f - b)^2`),
+    scaled by the size of the gradient the loss sends to this term but never by its sign: a baseline is fitted
+    to f whether the expectation enters the loss as ``+E`` or ``-E``."""
+
+    @staticmethod
+    def forward(ctx, b, f):
+        ctx.save_for_backward(b, f)
+        return torch.zeros_like(b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        b, f = ctx.saved_tensors
+        return grad.abs() * (b - f), None
+
+
+def fit_baseline(b, f):
+    """A zero-valued term whose gradient fits the learned baseline ``b`` to the detached ``f``."""
+    return _FitBaseline.apply(b, f)
+
+
 def as_baseline(baseline, q):
     if baseline is None or isinstance(baseline, MovingAverageBaseline):
         return baseline

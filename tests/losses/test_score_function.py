@@ -188,3 +188,19 @@ def test_a_joint_of_continuous_and_discrete_factors_gets_both_gradients():
     got = gradients(mixed.mean().eval({"x": x}), q_a, q_y, p)
     exact = gradients(reference.mean().eval({"x": x}), q_a, q_y, p)
     torch.testing.assert_close(got, exact, atol=0.03 * exact.abs().max().item(), rtol=0)
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_a_learned_baseline_is_fitted_to_f_whatever_the_sign_of_the_expectation(sign):
+    """Minimizing -E (the usual -ELBO) must fit the baseline to f as minimizing +E does, not push it away."""
+    q = Bernoulli("q(z|x)", net=lambda x: {"logits": x})
+    p = Normal("p(y|z)", net=lambda z: {"loc": z, "scale": torch.ones_like(z)})
+    inputs = {"x": torch.zeros(64, 1), "y": torch.zeros(64, 1)}
+    b = nn.Linear(1, 1)
+    nn.init.zeros_(b.weight), nn.init.zeros_(b.bias)
+    expectation = E(q, LogProb(p), estimator="score_function", baseline=b)
+    model_ = Model((sign * expectation).mean(), [q, p], optimizer=torch.optim.SGD, optimizer_params={"lr": 0.1})
+    for _ in range(100):
+        model_.train(inputs)
+    exact = E(q, LogProb(p), enumerate=True).eval(inputs).mean()  # log N(0; z, 1) averaged over z ~ Bernoulli(1/2)
+    torch.testing.assert_close(b.bias.detach(), exact.reshape(1), atol=0.05, rtol=0)
