@@ -11,7 +11,7 @@ from ..distributions import Distribution, JointDistribution
 from ..distributions._base import _as_shape
 from . import _kl, _printing
 from ._base import Loss, as_loss
-from ._baselines import MovingAverageBaseline, as_baseline
+from ._baselines import MovingAverageBaseline, as_baseline, fit_baseline
 
 
 def _check_distribution(where, d):
@@ -35,7 +35,15 @@ def _reduce_samples(value, scope):
 
 
 class LogProb(Loss):
-    r""":math:`\log p(x|z)`, per example: the log-density of ``p``'s variables given its conditions."""
+    r""":math:`\log p(x|z)`, per example: the log-density of ``p``'s variables given its conditions.
+
+    Summed over the event dims, one value per example (and per sample inside an ``E``). For a product
+    ``p_x * p_z`` it is the sum of the factors' log-densities, :math:`\log p(x|z) + \log p(z)`.
+
+    Args:
+        p: a distribution that has a density (``p.has_log_prob``); its variables and conditioning variables
+            come from the inputs or from an enclosing :class:`E`.
+    """
 
     def __init__(self, p):
         _check_distribution("LogProb", p)
@@ -156,8 +164,7 @@ class E(Loss):
             b = self.baseline(scope, signal)
             signal = signal - b.detach()
             if not isinstance(self.baseline, MovingAverageBaseline):  # a learned baseline: fit b to f
-                fit = (value.detach() - b).pow(2)
-                value = value + (fit - fit.detach())
+                value = value + fit_baseline(b, value.detach())
         # (log_q - log_q.detach()) is zero but carries grad log q: the value stays the expectation itself
         return _reduce_samples(value + signal * (log_q - log_q.detach()), scope)
 
@@ -189,7 +196,22 @@ class E(Loss):
 
 
 class KL(Loss):
-    r""":math:`D_{KL}[q\|p]` per example: closed form from the KL registry, or Monte Carlo if ``analytic=False``."""
+    r"""The Kullback-Leibler divergence :math:`D_{KL}[q\|p] = \mathbb{E}_{q}[\log q - \log p]`, per example.
+
+    With ``analytic=True`` (the default) it is the closed form, summed over the event dims, from one registry:
+    a function given to :func:`register_kl`, else torch's ``kl_divergence`` of the two families (the relaxed
+    families count as the categorical or Bernoulli they relax). A pair without a closed form is refused when
+    the loss is written. With ``analytic=False`` it is the Monte Carlo estimate
+    :math:`\frac{1}{K}\sum_k \log q(z_k) - \log p(z_k)`, :math:`z_k \sim q`, i.e.
+    ``E(q, LogProb(q) - LogProb(p), sample_shape)``, which also takes a ``p`` that can only be scored
+    (:class:`~pgm.distributions.Density`). Either way it prints :math:`D_{KL}\left[q\|p\right]`.
+
+    Args:
+        q: the distribution the divergence is taken from, e.g. the encoder ``q(z|x)``.
+        p: a distribution of the same variables, e.g. the prior ``p(z)`` or another encoder ``q(z|x)``.
+        analytic: use the closed form (default) or the Monte Carlo estimate.
+        sample_shape: the number (or shape) of draws of the Monte Carlo estimate.
+    """
 
     def __init__(self, q, p, analytic=True, sample_shape=1):
         _check_distribution("KL", q)
@@ -223,7 +245,18 @@ class KL(Loss):
 
 
 class Entropy(Loss):
-    r""":math:`\mathcal{H}[q]` per example: closed form, or Monte Carlo :math:`-\log q` if ``analytic=False``."""
+    r"""The entropy :math:`\mathcal{H}[q] = -\mathbb{E}_{q}[\log q]`, per example, summed over the event dims.
+
+    With ``analytic=True`` (the default) the closed form of the family (``q.entropy``; a relaxed family's is
+    that of the categorical or Bernoulli it relaxes); a distribution without one (``q.has_entropy`` false,
+    e.g. a product or a mixture) is refused when the loss is written. With ``analytic=False`` the Monte Carlo
+    estimate :math:`-\frac{1}{K}\sum_k \log q(z_k)`, :math:`z_k \sim q`, i.e. ``E(q, -LogProb(q))``.
+
+    Args:
+        q: the distribution, e.g. a classifier ``q(y|x)`` (M2's unlabelled bound adds :math:`\mathcal{H}[q(y|x)]`).
+        analytic: the closed form (default) or the Monte Carlo estimate.
+        sample_shape: the number (or shape) of draws of the Monte Carlo estimate.
+    """
 
     def __init__(self, q, analytic=True, sample_shape=1):
         _check_distribution("Entropy", q)
@@ -249,8 +282,18 @@ class Entropy(Loss):
 
 
 class CrossEntropy(Loss):
-    r""":math:`-\mathbb{E}_{q}[\log p]` per example: :math:`\mathcal{H}[q] + D_{KL}[q\|p]` in closed form
-    where both exist, else a reparameterized Monte Carlo estimate."""
+    r"""The cross-entropy :math:`\mathcal{H}[q, p] = -\mathbb{E}_{q}[\log p]`, per example.
+
+    Computed as :math:`\mathcal{H}[q] + D_{KL}[q\|p]`, both in closed form, where ``q`` and ``p`` are
+    distributions of the same variables with a registered closed-form KL; otherwise as the Monte Carlo
+    estimate :math:`-\frac{1}{K}\sum_k \log p(z_k)`, :math:`z_k \sim q` (``E(q, -LogProb(p), sample_shape)``,
+    with the default estimator for ``q``). Prints :math:`\mathcal{H}\left[q, p\right]`.
+
+    Args:
+        q: the distribution the expectation is over.
+        p: the distribution scored, e.g. a prior.
+        sample_shape: the number (or shape) of draws of the Monte Carlo estimate.
+    """
 
     def __init__(self, q, p, sample_shape=1):
         _check_distribution("CrossEntropy", q)
@@ -280,6 +323,16 @@ class IWAE(Loss):
 
     :math:`\log \frac{1}{K}\sum_{k=1}^{K} p(x, z_k) / q(z_k|x)` with :math:`z_k \sim q(z|x)`, a lower bound
     that tightens as K grows. ``p`` is the joint over the data and the latents ``q`` generates.
+
+    With K = 1 it is the one-sample ELBO; as K grows it tends to :math:`\log p(x)`, which is how the
+    examples report test log-likelihoods (K = 1000). Prints
+    :math:`\log \mathbb{E}_{q(z|x)}\left[\frac{p(x,z)}{q(z|x)}\right]`. For the same bound written from
+    other terms, see :class:`LogMeanExp`.
+
+    Args:
+        p: the joint ``p(x, z)``, e.g. ``p_x * prior``.
+        q: the proposal ``q(z|x)``, sampled with its reparameterized sampler where it has one.
+        sample_shape: K, the number of importance samples (or a shape), drawn in one batched call.
     """
 
     def __init__(self, p, q, sample_shape=1):
