@@ -1,6 +1,6 @@
 """Time one SS-HMVAE-kl training step: pgm (eager, compiled) against the same objective written by hand.
 
-The objective and networks of examples/ss_hmvae_kl.py (PAPERS.md sections 6, 7c and 9): hmMNIST halves
+The objective and networks of examples/ss_hmvae_kl.py (docs/papers.md sections 6, 7c and 9): hmMNIST halves
 (x, w 392-d binary), 10 classes, a 128-d, z 64-d, DkBR layers of 512, a labelled and an unlabelled batch of
 512 each, Gumbel-softmax over the unknown label, alpha = 1, beta = 0.1, Adam (lr 1e-3).
 

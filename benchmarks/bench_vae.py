@@ -1,8 +1,8 @@
 """Time one VAE training step: pgm (eager, compiled) against hand-written PyTorch, Pixyz and Pyro.
 
-The model of the issue's measurements: q(z|x) = N(loc, softplus(scale)) from a 784-h-h MLP, p(x|z) Bernoulli
-from a z-h-h-784 MLP, prior N(0, I), analytic KL, one reparameterized sample; batch 128 of 784-d binary data;
-Adam (lr 1e-3). Every implementation starts from the same weights and runs in the same process, interleaved.
+The VAE of the Pixyz authors' timings (docs/papers.md section 11): q(z|x) = N(loc, softplus(scale)) from a
+784-h-h MLP, p(x|z) Bernoulli from a z-h-h-784 MLP, prior N(0, I), analytic KL, one reparameterized sample;
+batch 128 of 784-d binary data; Adam (lr 1e-3). Every implementation starts from the same weights and runs in the same process, interleaved.
 
     python benchmarks/bench_vae.py                                  # every configuration, CUDA if there is one
     python benchmarks/bench_vae.py --device cpu --steps 30 --warmup 5 --configs 10x400

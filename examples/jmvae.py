@@ -1,4 +1,4 @@
-"""JMVAE: the joint multimodal VAE (Suzuki, Nakayama & Matsuo 2016, PAPERS.md section 2).
+"""JMVAE: the joint multimodal VAE (Suzuki, Nakayama & Matsuo 2016, docs/papers.md section 2).
 
     z ~ p(z) = N(0, I);  x, w ~ p(x|z) p(w|z);  one joint encoder q(z|x,w)
     L_JMVAE(x,w) = -KL(q(z|x,w) || p(z)) + E_q(z|x,w)[log p(x|z)] + E_q(z|x,w)[log p(w|z)]     (maximized)

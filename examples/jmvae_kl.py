@@ -1,4 +1,4 @@
-"""JMVAE-kl: JMVAE with unimodal encoders for a missing modality (Suzuki, Nakayama & Matsuo 2016, PAPERS.md 3).
+"""JMVAE-kl: JMVAE with unimodal encoders for a missing modality (Suzuki, Nakayama & Matsuo 2016, docs/papers.md section 3).
 
     L_JMVAE-kl = L_JMVAE - alpha * [ KL(q(z|x,w) || q(z|x)) + KL(q(z|x,w) || q(z|w)) ]             (maximized)
     L_JMVAE    = -KL(q(z|x,w) || p(z)) + E_q(z|x,w)[log p(x|z)] + E_q(z|x,w)[log p(w|z)]
@@ -7,7 +7,7 @@ The unimodal encoders q(z|x), q(z|w) are pulled to the joint one, so that one mo
 generates the other: w ~ p(w|z), z ~ q(z|x), and x from w likewise (cross_modal_generation.png). Reports the
 importance-sampled test log-likelihoods (K = --iw-samples): log p(x,w) with the proposal q(z|x,w), and
 log p(x|w) = log p(x,w) - log p(w), log p(w|x) = log p(x,w) - log p(x), with the proposals q(z|w), q(z|x).
-alpha defaults to 0.1 (PAPERS.md gives no value; the JMVAE paper compares several).
+alpha defaults to 0.1 (the JMVAE paper compares several values and fixes none; docs/papers.md section 3).
 
     python examples/jmvae_kl.py                          # scikit-learn digits, x = left, w = right halves
     python examples/jmvae_kl.py --dataset mnist --data-root ~/data --alpha 1

@@ -1,7 +1,7 @@
 """M2 (Kingma, Rezende, Mohamed & Welling, "Semi-supervised learning with deep generative models", 2014) on the
 two modalities concatenated, x = (x, w): the single-modality baseline of Suzuki & Matsuo (IPSJ 2018).
 
-PAPERS.md section 4. y ~ Cat(pi), z ~ N(0, I), x ~ p(x|y,z);
+docs/papers.md section 4. y ~ Cat(pi), z ~ N(0, I), x ~ p(x|y,z);
 
     L(x,y) = E_q(z|x,y)[log p(x|y,z) + log p(y) + log p(z) - log q(z|x,y)]        (labelled, plus alpha log q(y|x))
     U(x)   = E_q(y|x)[L(x,y)] + H(q(y|x))                                           (unlabelled)

@@ -1,6 +1,6 @@
 """MVAE and its baselines: which representation of two modalities best predicts the labels?
 
-Suzuki & Matsuo, multimodal VAE (2016), PAPERS.md section 2. Four settings, each scored by the label ranking
+Suzuki & Matsuo, multimodal VAE (2016), docs/papers.md section 2. Four settings, each scored by the label ranking
 average precision (LRAP) of a logistic regression from latent codes z (a sample of q(z|.)) to the labels,
 fitted on the labelled training pairs (--labels, default all) and scored on the test pairs:
 

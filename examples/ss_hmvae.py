@@ -1,6 +1,6 @@
 """SS-HMVAE: semi-supervised hierarchical multimodal VAE, with iterative-sampling imputation of a missing modality.
 
-Suzuki & Matsuo, "Semi-supervised multimodal learning with deep generative models" (IPSJ 2018), PAPERS.md
+Suzuki & Matsuo, "Semi-supervised multimodal learning with deep generative models" (IPSJ 2018), docs/papers.md
 section 6. A shared multimodal latent a sits between the modalities and an M2 model over (z, y):
 
     p(x|a) p(w|a) p(a|z,y) p(z) p(y),   inference q(a|x,w) q(z|a,y), classifier q(y|x,w) = E_q(a|x,w)[q(y|a)].

@@ -1,7 +1,7 @@
 """SS-HMVAE-kl: semi-supervised hierarchical multimodal VAE with unimodal encoders for missing modalities.
 
 Suzuki & Matsuo, "Semi-supervised multimodal learning with deep generative models" (IPSJ 2018), the "KL
-method" of JMVAE-kl applied to SS-HMVAE (PAPERS.md sections 6 and 7c). Unimodal encoders q(a|x), q(a|w) are
+method" of JMVAE-kl applied to SS-HMVAE (docs/papers.md sections 6 and 7c). Unimodal encoders q(a|x), q(a|w) are
 pulled to the multimodal encoder q(a|x,w),
 
     J_kl = J_HMVAE - beta * E_data[ KL(q(a|x,w) || q(a|x)) + KL(q(a|x,w) || q(a|w)) ],

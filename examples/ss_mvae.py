@@ -1,6 +1,6 @@
 """SS-MVAE: the semi-supervised M2 model made multimodal.
 
-Suzuki & Matsuo, "Semi-supervised multimodal learning with deep generative models" (IPSJ 2018), PAPERS.md
+Suzuki & Matsuo, "Semi-supervised multimodal learning with deep generative models" (IPSJ 2018), docs/papers.md
 section 5. Both modalities are generated from one latent z and the label y,
 
     p(x|z,y) p(w|z,y) p(z) p(y),   inference q(z|x,w,y), classifier q(y|x,w);

@@ -1,4 +1,4 @@
-"""VAE: the variational autoencoder of one modality x (Kingma & Welling 2013, PAPERS.md section 1).
+"""VAE: the variational autoencoder of one modality x (Kingma & Welling 2013, docs/papers.md section 1).
 
     p(z) = N(0, I),  p(x|z) Bernoulli,  q(z|x) Gaussian;
     L(x) = -KL(q(z|x) || p(z)) + E_q(z|x)[log p(x|z)]        (maximized; the KL is analytic)

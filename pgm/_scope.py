@@ -20,8 +20,6 @@ class Context:
     with every other term that samples ``q`` on the same inputs in this evaluation).
 
     Attributes:
-        batch_shape: the leading dims every value carries: sample dims of the enclosing expectations,
-            innermost first, then the data batch dim.
         params: the values of the :class:`~pgm.losses.Parameter` symbols, by name.
     """
 
@@ -37,6 +35,8 @@ class Context:
 
     @property
     def batch_shape(self) -> torch.Size:
+        """The leading dims every value carries: the sample dims of the enclosing expectations, innermost
+        first, then the data batch dim."""
         return self.lead_shape
 
     def __getitem__(self, name) -> torch.Tensor:
@@ -46,6 +46,7 @@ class Context:
         return name in self.values
 
     def get(self, name, default=None):
+        """The value of variable ``name``, or ``default`` if it is neither given nor drawn yet."""
         return self.values.get(name, default)
 
     def __repr__(self):
@@ -59,6 +60,8 @@ class Context:
 
     @classmethod
     def from_inputs(cls, inputs, params=None, samples=None):
+        """A new context over the dict ``inputs`` (tensors, batch first; ``None`` values are left out; a dict
+        value is a named data set), with :class:`~pgm.losses.Parameter` values ``params``."""
         if inputs is None:
             inputs = {}
         if not isinstance(inputs, dict):
@@ -86,6 +89,8 @@ class Context:
         return cls(values, lead, lead_shape, dict(params or {}), {} if samples is None else samples, datasets)
 
     def child(self, new_values, new_lead, lead_shape):
+        """A context with ``new_values`` added (each with its number of leading dims in ``new_lead``) and
+        ``lead_shape`` as its batch shape, sharing this one's draws: what an expectation evaluates ``f`` in."""
         values = dict(self.values)
         values.update(new_values)
         lead = dict(self.lead)

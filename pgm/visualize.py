@@ -19,14 +19,15 @@ _OBSERVED_FILL, _LATENT_FILL = "#c8c8c8", "white"
 
 @dataclass
 class GraphicalModel:
-    """The nodes and edges of a model, and where to draw them.
+    """The nodes and edges of a model, and where to draw them (what :func:`graphical_model` returns).
 
-    nodes:    variable names, in order of first appearance in the distributions.
-    edges:    ``(parent, child, kind)`` with kind ``"generative"``, ``"inference"`` or ``"classifier"``,
-              one per (distribution factor, conditioning variable), in order of appearance.
-    observed: the variables drawn shaded (see :func:`graphical_model`).
-    layers:   variable -> row (0 at the top): generative roots first, data at the bottom.
-    factors:  the signatures of the expanded distributions, e.g. ``["p(x|z)", "p(z)", "q(z|x)"]``.
+    Attributes:
+        nodes: variable names, in order of first appearance in the distributions.
+        edges: ``(parent, child, kind)`` with kind ``"generative"``, ``"inference"`` or ``"classifier"``,
+            one per (distribution factor, conditioning variable), in order of appearance.
+        observed: the variables drawn shaded (see :func:`graphical_model`).
+        layers: variable -> row (0 at the top): generative roots first, data at the bottom.
+        factors: the signatures of the expanded distributions, e.g. ``["p(x|z)", "p(z)", "q(z|x)"]``.
     """
 
     nodes: list

@@ -8,12 +8,13 @@ import pytest
 import pgm
 
 FINDER = doctest.DocTestFinder()
-MODULES = [m.name for m in pkgutil.walk_packages(pgm.__path__, "pgm.")
-           if any(t.examples for t in FINDER.find(importlib.import_module(m.name)))]
+MODULES = [m for m in ["pgm"] + [m.name for m in pkgutil.walk_packages(pgm.__path__, "pgm.")]
+           if any(t.examples for t in FINDER.find(importlib.import_module(m)))]
 
 
 def test_modules_with_examples_are_found():
-    assert {"pgm.distributions.normal", "pgm.visualize"} <= set(MODULES)
+    assert {"pgm", "pgm.distributions.normal", "pgm.distributions.gamma", "pgm.distributions.density",
+            "pgm.losses._base", "pgm.losses._functions", "pgm.losses._terms", "pgm.visualize"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

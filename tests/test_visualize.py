@@ -23,7 +23,7 @@ def vae():
 
 @pytest.fixture
 def ss_hmvae():
-    """SS-HMVAE (PAPERS.md section 6): the generative joint, the encoders and the classifier q(y|a)."""
+    """SS-HMVAE (docs/papers.md section 6): the generative joint, the encoders and the classifier q(y|a)."""
     p = (Bernoulli("p(x|a)", net=net) * Bernoulli("p(w|a)", net=net) * Normal("p(a|z,y)", net=net)
          * Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2]) * Categorical("p(y)", probs=torch.ones(3) / 3))
     q_a, q_z = Normal("q(a|x,w)", net=net), Normal("q(z|a,y)", net=net)

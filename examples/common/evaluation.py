@@ -1,6 +1,6 @@
 """Test accuracy of the semi-supervised classifiers with both modalities or one, and the results files.
 
-The papers score a classifier with three inputs (PAPERS.md section 7):
+The papers score a classifier with three inputs (docs/papers.md section 7):
 
 * ``x+w``: both modalities;
 * ``x`` / ``w``: one modality, the other set to zeros (a), or for the -kl models inferred through the

@@ -5,7 +5,7 @@
 * data: :func:`load_data` (every training pair, labels unused), :func:`training_pairs`, :func:`unsupervised`,
   :func:`encode`, :func:`generate`;
 * :func:`lrap`: label ranking average precision of a logistic regression from latent codes to labels
-  (the MVAE paper's score of a representation, PAPERS.md section 2);
+  (the MVAE paper's score of a representation, docs/papers.md section 2);
 * :func:`importance_log_likelihood`: importance-sampled test log-likelihoods with :class:`pgm.losses.IWAE`;
   :func:`multimodal_log_likelihoods` gives the JMVAE paper's joint and conditional ones of a two-modality model
   (:func:`conditional_log_likelihood` is the same estimator of one conditional, for users and the tests);
@@ -63,7 +63,7 @@ class UnitGaussian(nn.Module):
 
 def decoder(variable, latent, hidden, features, values, name="p", cond="z"):
     """p(variable|z) with a z-DkBR-DkBR body: Bernoulli when the training ``values`` lie in [0, 1] (images,
-    tags), else a unit-variance Gaussian (real-valued features), as PAPERS.md section 2 describes."""
+    tags), else a unit-variance Gaussian (real-valued features), as docs/papers.md section 2 describes."""
     signature = f"{name}({variable}|{cond})"
     if bool(((values >= 0) & (values <= 1)).all()):
         return Bernoulli(signature, net=Logits(mlp(latent, [hidden, hidden]), features))
@@ -287,7 +287,7 @@ def add_arguments(parser, latent=64, iw_samples=1000):
 
 # ------------------------------------------------------------------------------------ JMVAE (-kl) parts
 def joint_model(x, w, hidden, latent):
-    """p(x|z), p(w|z), p(z) and the joint encoder q(z|x,w) of JMVAE (PAPERS.md section 2, 512-wide for MNIST):
+    """p(x|z), p(w|z), p(z) and the joint encoder q(z|x,w) of JMVAE (docs/papers.md section 2, 512-wide for MNIST):
     q(z|x,w): (x-DkBR-DkBR, w-DkBR-DkBR)-DkBR, Gaussian heads D``latent``; decoders z-DkBR-DkBR, then Dx / Dw
     (Bernoulli for data in [0, 1]). x (N, Dx), w (N, Dw): training data, for the sizes and the likelihoods."""
     dx, dw = x.shape[1], w.shape[1]

@@ -1,4 +1,4 @@
-"""The papers' network blocks (PAPERS.md section 9), with the widths as arguments.
+"""The papers' network blocks (docs/papers.md section 9), with the widths as arguments.
 
 Notation of the papers: ``DkBR`` is ``Linear(k) + BatchNorm1d + ReLU``; ``(x-D512BR-D512BR, w-D512BR-D512BR)-D512BR``
 runs one branch per input and joins their last layers (concatenated) into a further ``D512BR``. An input with no

@@ -30,6 +30,7 @@ def set_validation(enabled: bool) -> None:
 
 
 def validation_enabled() -> bool:
+    """Whether parameter values are checked (see :func:`set_validation`); ``True`` unless turned off."""
     return _VALIDATION["enabled"]
 
 
@@ -48,6 +49,11 @@ class Distribution(nn.Module):
     ``_log_prob(context)``, and where they have them ``_entropy``, ``_mean``, ``_variance``, ``_enumerate``;
     the public methods below validate their arguments once, here. To add a family backed by a
     torch.distributions class, subclass :class:`~pgm.distributions.Family` instead (about ten lines).
+
+    Attributes:
+        name: the name in the signature, e.g. ``"q"`` for ``q(a|x,w)``.
+        var: the variables it generates, e.g. ``["a"]``.
+        cond_var: the variables it is conditioned on, e.g. ``["x", "w"]``, in the order its network takes them.
     """
 
     has_sample = True
@@ -88,6 +94,7 @@ class Distribution(nn.Module):
         return self.cond_var
 
     def latex(self) -> str:
+        """How the distribution prints: its signature; a product or a mixture writes out its factors."""
         return self.prob_text
 
     def __mul__(self, other):

@@ -274,6 +274,7 @@ class Family(Distribution):
 
     @property
     def has_enumerate_support(self):
+        """Whether the torch family has a finite support that ``enumerate_support`` lists (Bernoulli, Categorical)."""
         return bool(getattr(self.family, "has_enumerate_support", False))
 
     def _enumerate(self, scope):

@@ -59,6 +59,7 @@ class JointDistribution(Distribution):
 
     @property
     def factorized_text(self) -> str:
+        """The factors' signatures side by side, e.g. ``"p(x|z)p(z)"``."""
         return "".join(f.prob_text for f in self.factors)
 
     def extra_repr(self) -> str:

@@ -36,4 +36,5 @@ class Deterministic(Family):
 
     @property
     def no_log_prob_reason(self):
+        """Why ``LogProb`` refuses it: a point mass has no density."""
         return f"{type(self).__name__} has no density; use it inside E(...) only"

@@ -109,6 +109,13 @@ class Loss:
         return value
 
     def check_inputs(self, values, params, datasets=()):
+        """Raise :class:`KeyError` naming each input or :class:`Parameter` value the formula needs and lacks.
+
+        Args:
+            values: the given inputs by name (a dict or a :class:`~pgm.Context`'s values).
+            params: the given :class:`Parameter` values by name.
+            datasets: the names of the given data sets (see :meth:`mean`).
+        """
         free = self._free()
         missing = [k for k in free if k not in values and k not in datasets]
         if missing:
@@ -203,6 +210,12 @@ def as_loss(value):
 
 
 class Constant(Loss):
+    """A number in a formula, :math:`c`: what ``2 * KL(q, p)`` or ``loss + 1.5`` wrap their number in.
+
+    It evaluates to ``float(value)`` whatever the inputs, and prints as an integer where the value is one
+    (``2``, not ``2.0``). Numbers are wrapped automatically, so you rarely write ``Constant`` yourself.
+    """
+
     def __init__(self, value):
         self.value = float(value)
         self._symbol = _printing.number(value)
@@ -218,7 +231,22 @@ class Constant(Loss):
 
 
 class Parameter(Loss):
-    """A named number supplied at evaluation, e.g. an annealed weight: ``loss.eval(x, beta=0.5)``."""
+    r"""A named number supplied at evaluation, printed as its symbol: ``Parameter("beta")`` is :math:`\beta`.
+
+    Its value is a keyword of :meth:`Loss.eval`, :meth:`Model.train <pgm.models.Model.train>` or ``fit``'s
+    ``params=`` (e.g. a KL weight annealed over epochs); a compiled step keeps it in a tensor, so a new value
+    never recompiles. A formula with a ``Parameter`` whose value is not given raises an error naming it.
+
+    >>> from pgm.distributions import Normal
+    >>> from pgm.losses import KL
+    >>> q = Normal("q(z|x)", net=lambda x: {"loc": x, "scale": x.exp()})
+    >>> prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    >>> print((Parameter("beta") * KL(q, prior)).latex())
+    \beta D_{KL}\left[q(z|x)\|p(z)\right]
+
+    Args:
+        name: an identifier, e.g. ``"beta"``; Greek letter names print as the letter.
+    """
 
     def __init__(self, name: str):
         if not isinstance(name, str) or not name.isidentifier():

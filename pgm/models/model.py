@@ -155,7 +155,47 @@ class Model:
 
     def fit(self, train_data, epochs, valid_data=None, *, checkpoint_dir=None, checkpoint_every=1, resume=None,
             keep=None, progress=True, tensorboard=None, params=None, callback=None):
-        """Train for ``epochs`` epochs; returns the history, one dict per epoch. See :func:`pgm.models.fit`."""
+        """Train for ``epochs`` epochs over ``train_data``; returns the history, one dict per epoch.
+
+        Args:
+            train_data: batches, each a dict of inputs such as ``{"x": x}`` (or of named data sets): a list, a
+                DataLoader yielding dicts, or a function returning a new iterable each epoch. The torch
+                generators a DataLoader (or its sampler) shuffles with, or that a function carries as
+                ``.generator``, are saved and restored with the checkpoints, as are torch's, numpy's and
+                Python's global ones.
+            epochs: the number of epochs to have trained in all (a resumed run counts the epochs done before).
+            valid_data: batches to evaluate :meth:`test` on after each epoch (``valid_loss`` in the history).
+            checkpoint_dir: where checkpoints go: ``epoch-0003.pt`` after 3 epochs, every ``checkpoint_every``
+                epochs and after the last. Each holds the model, the optimizer, the random states (torch, CUDA,
+                numpy, Python, the data's generators), the position and the history, written atomically.
+                A first Ctrl-C stops after the current step and writes ``epoch-0003-batch-000017.pt`` before
+                raising :class:`~pgm.models.TrainingInterrupted` (a ``KeyboardInterrupt`` naming that
+                checkpoint); a second stops at once.
+            checkpoint_every: write a checkpoint every this many epochs (and after the last).
+            resume: a checkpoint path, or ``"latest"`` (the furthest in ``checkpoint_dir``; none there starts
+                afresh). Training continues exactly as if it had never stopped.
+            keep: how many of the latest checkpoints to keep (older ones are deleted once a new one is
+                written); None (default) keeps them all.
+            progress: show the run's progress: a tqdm bar over the epochs with the loss and the latest
+                numbers (an inner bar over the batches when an epoch is long); one line per epoch where stderr
+                is not a terminal (a log file, ``TERM=dumb``) or tqdm is not installed.
+            tensorboard: a log folder or a ``SummaryWriter``: logs ``loss/train`` and ``loss/valid`` per epoch,
+                and the callback's numbers (a folder needs the ``tensorboard`` package).
+            params: :class:`~pgm.losses.Parameter` values: a dict, or a function of the epoch (1 for the first)
+                returning one, e.g. ``lambda epoch: {"beta": min(1.0, epoch / 10)}``.
+            callback: called after each epoch (and its validation) with the epoch's record; a dict of numbers
+                it returns (e.g. a test accuracy) is added to the record, the history, the checkpoint and
+                TensorBoard.
+
+        Returns:
+            ``[{"epoch": 1, "train_loss": ..., "valid_loss": ...}, ...]``: the batch-size weighted mean losses
+            (``valid_loss`` only with ``valid_data``).
+
+        Raises:
+            NonFiniteLossError: on a non-finite loss, naming the terms and the last good checkpoint, which
+                it leaves as it is (no checkpoint is written after a non-finite loss).
+            TrainingInterrupted: on Ctrl-C, naming the checkpoint to resume from.
+        """
         from ._fit import fit
         return fit(self, train_data, epochs, valid_data, checkpoint_dir=checkpoint_dir,
                    checkpoint_every=checkpoint_every, resume=resume, keep=keep, progress=progress,
@@ -253,9 +293,11 @@ class Model:
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
+        """``{"distributions": ..., "optimizer": ...}``: the networks' and the optimizer's state dicts."""
         return {"distributions": self.distributions.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state):
+        """Load what :meth:`state_dict` returned (a compiled step is rebuilt on the next call)."""
         self.distributions.load_state_dict(state["distributions"])
         self.optimizer.load_state_dict(state["optimizer"])
         self._engine = None  # a captured step holds the old optimizer state; build it again

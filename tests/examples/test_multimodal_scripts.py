@@ -20,7 +20,7 @@ KL_Q = r"D_{KL}\left[q(z|{x})\|p(z)\right]"
 RECONSTRUCTION = r"\mathbb{E}_{q(z|{x})}\left[\log p({v}|z)\right]"
 JMVAE = (r"- D_{KL}\left[q(z|x,w)\|p(z)\right] + \mathbb{E}_{q(z|x,w)}\left[\log p(x|z)\right] + "
          r"\mathbb{E}_{q(z|x,w)}\left[\log p(w|z)\right]")
-# The papers' objectives (PAPERS.md sections 1-3), maximized, as each script must print them.
+# The papers' objectives (docs/papers.md sections 1-3), maximized, as each script must print them.
 EXPECTED_LATEX = {
     "vae": ["- " + KL_Q.replace("{x}", "x") + " + " + RECONSTRUCTION.replace("{x}", "x").replace("{v}", "x")],
     "mvae": [

@@ -24,7 +24,7 @@ KL_TERMS = (r" - \beta \left(D_{KL}\left[q(a|x,w)\|q(a|x)\right] + "
             r"D_{KL}\left[q(a|x,w)\|q(a|w)\right]\right)")
 M2_BOUND = (r"\mathbb{E}_{q(z|x,y)}\left[\log p(x|y,z) + \log p(y) + \log p(z) - \log q(z|x,y)\right]")
 
-# The papers' objectives (PAPERS.md sections 4-7), as each script must print them: no term added or dropped.
+# The papers' objectives (docs/papers.md sections 4-7), as each script must print them: no term added or dropped.
 EXPECTED_LATEX = {
     "m2": (r"- (\mathbb{E}_{p_{labelled}(x,y)}\left[" + M2_BOUND + r" + \alpha \log q(y|x)\right] + "
            r"\mathbb{E}_{p_{unlabelled}(x)}\left[\mathbb{E}_{q(y|x)}\left[" + M2_BOUND + r"\right] + "

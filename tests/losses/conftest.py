@@ -13,7 +13,7 @@ def seed():
 
 @pytest.fixture
 def ss_hmvae():
-    """The SS-HMVAE-kl distributions (PAPERS.md section 6-7) with tiny linear networks."""
+    """The SS-HMVAE-kl distributions (docs/papers.md sections 6-7) with tiny linear networks."""
     from pgm.distributions import Bernoulli
     dx, dw, da, dz, k = 6, 5, 4, 3, 3
     d = dict(
