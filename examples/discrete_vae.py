@@ -89,7 +89,8 @@ def variance_figure(path, table, floor=1e-8):
         axis.scatter(where, [table[n][f"‖g‖² ({when})"] for n in names], marker="_", s=300, c="k",
                      label="‖exact gradient‖²" if i else None)
     axis.set_xticks(range(len(names)), [f"{n}\nELBO {table[n]['test ELBO']:.2f}" for n in names], fontsize=8)
-    axis.set(yscale="log", ylim=(floor / 2, None), ylabel="variance of the encoder's gradient")
+    axis.set(yscale="log", ylim=(floor / 2, None), ylabel="gradient variance (sum over weights)",
+             xlabel="estimator of E_q[log p(x|z)] (exact test ELBO, nats)")
     axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

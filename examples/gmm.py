@@ -57,6 +57,7 @@ def density_figure(path, x, log_densities, title):
         axis.contour(u, v, grid, np.arange(-11, 0, 1.5), colors=colour, linestyles=style)  # the same levels
         title += f"\nlog p(x) of {label} ({style})"
     axis.set_title(title, fontsize=9)
+    axis.set(xlabel="x[0]", ylabel="x[1]")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -8,6 +8,7 @@ from .categorical import Categorical
 from .density import Density
 from .deterministic import Deterministic
 from .dirichlet import Dirichlet
+from .flows import Flow
 from .gamma import Gamma
 from .laplace import Laplace
 from .mixture import Mixture
@@ -22,6 +23,6 @@ __all__ = [
     "Distribution", "Family", "JointDistribution", "MarginalDistribution",
     "Normal", "Bernoulli", "Categorical", "RelaxedCategorical", "RelaxedBernoulli",
     "Laplace", "Beta", "Dirichlet", "Deterministic", "ProductOfNormal",
-    "Gamma", "Poisson", "Multinomial", "Density", "Mixture",
+    "Gamma", "Poisson", "Multinomial", "Density", "Mixture", "Flow",
     "set_validation", "validation_enabled",
 ]

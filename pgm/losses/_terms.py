@@ -198,35 +198,55 @@ class E(Loss):
 class KL(Loss):
     r"""The Kullback-Leibler divergence :math:`D_{KL}[q\|p] = \mathbb{E}_{q}[\log q - \log p]`, per example.
 
-    With ``analytic=True`` (the default) it is the closed form, summed over the event dims, from one registry:
-    a function given to :func:`register_kl`, else torch's ``kl_divergence`` of the two families (the relaxed
-    families count as the categorical or Bernoulli they relax). A pair without a closed form is refused when
-    the loss is written. With ``analytic=False`` it is the Monte Carlo estimate
+    By default (``analytic=None``) it is the closed form where the pair has one, else the Monte Carlo
+    estimate. The closed form is summed over the event dims and comes from one registry: a function given to
+    :func:`register_kl`, else torch's ``kl_divergence`` of the two families (the relaxed families count as
+    the categorical or Bernoulli they relax). The Monte Carlo estimate is
     :math:`\frac{1}{K}\sum_k \log q(z_k) - \log p(z_k)`, :math:`z_k \sim q`, i.e.
-    ``E(q, LogProb(q) - LogProb(p), sample_shape)``, which also takes a ``p`` that can only be scored
-    (:class:`~pgm.distributions.Density`). Either way it prints :math:`D_{KL}\left[q\|p\right]`.
+    ``E(q, LogProb(q) - LogProb(p), sample_shape)``; it takes any ``q`` that can be sampled and scored (a
+    :class:`~pgm.distributions.Flow`, a mixture) and a ``p`` that can only be scored
+    (:class:`~pgm.distributions.Density`). Which one was chosen is recorded when the loss is written:
+    ``kl.analytic`` is ``True`` for the closed form and ``False`` for Monte Carlo, and ``repr(kl)`` says so.
+    ``analytic=True`` insists on the closed form (an error where there is none), ``analytic=False`` on Monte
+    Carlo. Either way it prints :math:`D_{KL}\left[q\|p\right]`.
 
     Args:
         q: the distribution the divergence is taken from, e.g. the encoder ``q(z|x)``.
         p: a distribution of the same variables, e.g. the prior ``p(z)`` or another encoder ``q(z|x)``.
-        analytic: use the closed form (default) or the Monte Carlo estimate.
+        analytic: ``None`` (closed form where there is one, else Monte Carlo), ``True`` or ``False``.
         sample_shape: the number (or shape) of draws of the Monte Carlo estimate.
     """
 
-    def __init__(self, q, p, analytic=True, sample_shape=1):
+    def __init__(self, q, p, analytic=None, sample_shape=1):
         _check_distribution("KL", q)
         _check_distribution("KL", p)
         if q.var != p.var:
             raise ValueError(f"KL[{q.prob_text}||{p.prob_text}] compares distributions of different variables "
                              f"({q.var} and {p.var}); rename one with replace_var.")
-        self.q, self.p, self.analytic = q, p, analytic
-        if analytic and not _kl.has_closed_form(q, p):
+        if analytic not in (None, True, False):
+            raise ValueError(f"KL[{q.prob_text}||{p.prob_text}]: analytic must be None (closed form where there "
+                             f"is one, else Monte Carlo), True or False; got {analytic!r}.")
+        closed = _kl.has_closed_form(q, p)
+        if analytic and not closed:
             raise ValueError(
                 f"KL[{q.prob_text}||{p.prob_text}]: no closed form for {type(q).__name__} || {type(p).__name__}; "
                 f"pass analytic=False to estimate it by Monte Carlo (with sample_shape=...), or register one "
                 f"with pgm.losses.register_kl."
             )
-        self._estimate = None if analytic else E(q, LogProb(q) - LogProb(p), sample_shape)
+        self.q, self.p = q, p
+        self.analytic = closed if analytic is None else bool(analytic)
+        self.sample_shape = _sample_shape(sample_shape)
+        if not self.analytic:
+            unscored = next((d for d in (q, p) if not d.has_log_prob), None)
+            if unscored is not None or not q.has_sample:
+                why = (f"{unscored.prob_text}: {unscored.no_log_prob_reason}" if unscored is not None
+                       else f"{q.prob_text} cannot be sampled")
+                raise ValueError(
+                    f"KL[{q.prob_text}||{p.prob_text}]: no closed form for {type(q).__name__} || "
+                    f"{type(p).__name__}, and no Monte Carlo estimate E_q[log q - log p] either ({why}); register "
+                    f"a closed form with pgm.losses.register_kl."
+                )
+        self._estimate = None if self.analytic else E(q, LogProb(q) - LogProb(p), sample_shape)
 
     def _eval(self, scope):
         if self._estimate is not None:
@@ -236,6 +256,12 @@ class KL(Loss):
     def _sym(self):
         q, p = self.q.prob_text, self.p.prob_text
         return _printing.Term(rf"D_{{KL}}\left[{q}\|{p}\right]", f"KL[{q}||{p}]")
+
+    def __repr__(self) -> str:
+        if self.analytic:
+            return f"<KL: {self}, closed form>"
+        draws = "x".join(map(str, self.sample_shape)) or "1"
+        return f"<KL: {self}, Monte Carlo E_q[log q - log p] over {draws} draw(s) of q>"
 
     def _free(self):
         return {**_needs(self.q), **_needs(self.p)}

@@ -70,7 +70,7 @@ def test_density_errors():
         E(p, LogProb(p))
     with pytest.raises(ValueError, match=r"KL\[q\(z\)\|\|p\(z\)\]: no closed form for Normal \|\| Density; pass "
                                          r"analytic=False"):
-        KL(Normal("q(z)", loc=torch.zeros(2), scale=torch.ones(2)), p)
+        KL(Normal("q(z)", loc=torch.zeros(2), scale=torch.ones(2)), p, analytic=True)
     with pytest.raises(TypeError, match=r"^p\(x\|z\): its log-density function must take \(x, z\); it takes 1 "
                                         r"arguments"):
         Density("p(x|z)", target_log_prob)

@@ -52,7 +52,7 @@ def test_kl_without_closed_form_says_how_to_estimate_it():
     p = Dirichlet("p(y)", concentration=torch.ones(3))
     with pytest.raises(ValueError, match=r"KL\[q\(y\|x\)\|\|p\(y\)\]: no closed form for RelaxedCategorical \|\| "
                                          r"Dirichlet; pass analytic=False"):
-        KL(q, p)
+        KL(q, p, analytic=True)
     d = Deterministic("q(z|x)", net=lambda x: {"loc": x})
     with pytest.raises(ValueError, match="no closed form for Deterministic"):
         KL(d, Normal("p(z)", loc=0.0, scale=1.0, features_shape=[4]))
