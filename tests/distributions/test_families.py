@@ -1,4 +1,5 @@
-"""Every family against torch.distributions: log_prob, entropy, sampling, gradients.
+"""Every family against torch.distributions: log_prob, entropy, sampling, moments, gradients; KL of the
+Gamma and Poisson; the Multinomial's total_count.
 
 Two tables: EXAMPLES (parameters from a small network of ``x``) and PRIORS (fixed parameters). Each row
 names an independent reference built with torch.distributions from the same parameters.
@@ -14,10 +15,13 @@ from torch.distributions import constraints
 from torch.nn.functional import one_hot, softplus
 
 from pgm.distributions import (
-    Bernoulli, Beta, Categorical, Deterministic, Dirichlet, Laplace, Normal, RelaxedBernoulli, RelaxedCategorical,
+    Bernoulli, Beta, Categorical, Deterministic, Dirichlet, Gamma, Laplace, Multinomial, Normal, Poisson,
+    RelaxedBernoulli, RelaxedCategorical,
 )
+from pgm.losses import KL
 
 BATCH, IN, K = 6, 4, 3
+N = 7  # the Multinomial's total_count
 SAMPLE_SHAPES = [(), (5,), (3, 2)]
 TEMPERATURE = 0.5
 
@@ -44,6 +48,30 @@ def unit(shape):
 
 def simplex(shape):
     return torch.randn(shape).softmax(-1)
+
+
+def positive_value(shape):
+    return torch.rand(shape) * 3 + 0.1
+
+
+def counts(shape):
+    return torch.poisson(torch.full(shape, 2.0))
+
+
+def count_vectors(shape, total=N):
+    return td.Multinomial(total, probs=torch.ones(shape[-1])).sample(shape[:-1])
+
+
+class CountVectors(constraints.Constraint):
+    """Non-negative integer vectors summing to ``total`` (torch's ``multinomial`` only bounds the sum)."""
+    event_dim = 1
+
+    def __init__(self, total):
+        self.total = total
+        super().__init__()
+
+    def check(self, value):
+        return ((value >= 0) & (value == value.round())).all(-1) & (value.sum(-1) == self.total)
 
 
 @dataclass
@@ -112,8 +140,21 @@ EXAMPLES = [
     Example("dirichlet", Dirichlet, lambda h: {"concentration": positive(h)}, K, lambda p: td.Dirichlet(**p),
             lambda p: td.Dirichlet(**p), simplex, constraints.simplex),
     Example("deterministic", Deterministic, lambda h: {"loc": h}, K, None, None, None, constraints.real),
+    Example("gamma", Gamma, lambda h: {"concentration": positive(h[:, :K]), "rate": positive(h[:, K:])}, 2 * K,
+            lambda p: _ind(td.Gamma(**p)), lambda p: td.Gamma(**p), positive_value, constraints.positive),
+    Example("poisson", Poisson, lambda h: {"rate": positive(h)}, K, lambda p: _ind(td.Poisson(**p)),
+            lambda p: td.Poisson(**p), counts, constraints.nonnegative_integer, reparam=False, continuous=False),
+    Example("multinomial-probs", Multinomial, lambda h: {"probs": h.softmax(-1)}, K,
+            lambda p: td.Multinomial(N, **p), lambda p: td.Multinomial(N, **p), count_vectors, CountVectors(N),
+            kwargs={"total_count": N}, reparam=False, continuous=False),
+    Example("multinomial-logits", Multinomial, lambda h: {"logits": h}, K,
+            lambda p: td.Multinomial(N, **p), lambda p: td.Multinomial(N, **p), count_vectors, CountVectors(N),
+            kwargs={"total_count": N}, reparam=False, continuous=False),
 ]
 SCORED = [e for e in EXAMPLES if e.reference is not None]
+NO_ENTROPY = (Poisson,)  # torch has no Poisson entropy; test_poisson_has_no_closed_form_entropy
+WITH_ENTROPY = [e for e in SCORED if e.family not in NO_ENTROPY]
+WITH_MOMENTS = [e for e in EXAMPLES if e.family in (Gamma, Poisson, Multinomial)]
 
 
 def _entropy_reference(example, params):
@@ -144,6 +185,10 @@ def _table(rows):
     return pytest.mark.parametrize("example", rows, ids=[r.id for r in rows])
 
 
+def _example(id):
+    return next(e for e in EXAMPLES if e.id == id)
+
+
 @_table(SCORED)
 def test_log_prob_matches_torch(example):
     d, net = _make(example)
@@ -164,13 +209,29 @@ def test_log_prob_keeps_sample_dims(example):
     torch.testing.assert_close(got, example.reference(net(x)).log_prob(value))
 
 
-@_table(SCORED)
+@_table(WITH_ENTROPY)
 def test_entropy_matches_torch(example):
     d, net = _make(example)
     x = torch.randn(BATCH, IN)
     got = d.entropy({"x": x})
     assert got.shape == (BATCH,)
     torch.testing.assert_close(got, _entropy_reference(example, net(x)))
+
+
+def test_poisson_has_no_closed_form_entropy():
+    d, _ = _make(_example("poisson"))
+    assert not d.has_entropy
+    with pytest.raises(ValueError, match=r"H\[p\(z\|x\)\]: Poisson has no closed-form entropy; estimate it with"):
+        d.entropy({"x": torch.randn(BATCH, IN)})
+
+
+@_table(WITH_MOMENTS)
+def test_mean_and_variance_match_torch(example):
+    d, net = _make(example)
+    x = torch.randn(BATCH, IN)
+    reference = example.sampler(net(x))
+    torch.testing.assert_close(d.sample_mean({"x": x}), reference.mean)
+    torch.testing.assert_close(d.sample_variance({"x": x}), reference.variance)
 
 
 @_table(EXAMPLES)
@@ -198,8 +259,10 @@ def test_sample_is_torch_sample(example, sample_shape):
 @_table([e for e in EXAMPLES if e.reparam])
 def test_rsample_gradients_reach_the_network(example):
     d, net = _make(example)
+    assert d.has_reparam
     x = torch.randn(BATCH, IN, requires_grad=True)
     z = d.sample({"x": x}, sample_shape=(2,))["z"]
+    assert z.requires_grad
     (z * torch.randn(z.shape)).sum().backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
@@ -209,10 +272,12 @@ def test_rsample_gradients_reach_the_network(example):
 @_table([e for e in EXAMPLES if not e.reparam])
 def test_discrete_families_sample_without_gradient(example):
     d, _ = _make(example)
-    x = torch.randn(BATCH, IN)
-    for reparam in (True, False):
-        z = d.sample({"x": x}, reparam=reparam)["z"]
-        assert not z.requires_grad and z.shape == (BATCH, K)
+    assert not d.has_reparam
+    for x in (torch.randn(BATCH, IN), torch.randn(BATCH, IN, requires_grad=True)):
+        for reparam in (True, False):
+            for sample_shape in ((), (2,)):
+                z = d.sample({"x": x}, sample_shape=sample_shape, reparam=reparam)["z"]
+                assert not z.requires_grad and z.shape == (*sample_shape, BATCH, K)
 
 
 @_table(SCORED)
@@ -232,6 +297,20 @@ def test_gradcheck_log_prob(example):
     assert torch.autograd.gradcheck(log_prob, (weight, x, value))
 
 
+def test_multinomial_total_count_is_a_fixed_int():
+    """total_count is a constant of the family: not a network output, not moved or cast with the module."""
+    d, net = _make(_example("multinomial-probs"))
+    assert d.total_count == N and type(d.total_count) is int
+    assert "total_count" not in dict(d.named_buffers()) and "total_count" not in d.state_dict()
+    d = d.to(torch.float64)
+    x = torch.randn(BATCH, IN, dtype=torch.float64)
+    net.double()
+    z = d.sample({"x": x})["z"]
+    assert z.dtype == torch.float64 and bool((z.sum(-1) == N).all())
+    renamed = d.replace_var(z="c")
+    assert renamed.total_count == N and renamed.sample({"x": x})["c"].sum(-1).eq(N).all()
+
+
 @dataclass
 class Prior:
     id: str
@@ -241,6 +320,7 @@ class Prior:
     sampler: Optional[Callable]    # () -> torch distribution drawing the same samples with the same seed
     event_shape: tuple
     value: Optional[Callable]
+    support: Optional[constraints.Constraint] = None  # checked on every draw where given
 
 
 def _t(*values):
@@ -286,8 +366,27 @@ PRIORS = [
     Prior("dirichlet-features", Dirichlet, dict(concentration=2.0, features_shape=[4]),
           lambda: td.Dirichlet(torch.full((4,), 2.0)), lambda: td.Dirichlet(torch.full((4,), 2.0)), (4,), simplex),
     Prior("deterministic", Deterministic, dict(loc=_t(1.0, 2.0, 3.0)), None, None, (3,), None),
+    Prior("gamma-features", Gamma, dict(concentration=2.0, rate=3.0, features_shape=[2, 3]),
+          lambda: _ind(td.Gamma(torch.full((2, 3), 2.0), torch.full((2, 3), 3.0)), 2),
+          lambda: td.Gamma(torch.full((2, 3), 2.0), torch.full((2, 3), 3.0)), (2, 3), positive_value,
+          constraints.positive),
+    Prior("gamma-tensors", Gamma, dict(concentration=_t(0.5, 1.0, 4.0), rate=_t(1.0, 2.0, 0.5)),
+          lambda: _ind(td.Gamma(_t(0.5, 1.0, 4.0), _t(1.0, 2.0, 0.5))),
+          lambda: td.Gamma(_t(0.5, 1.0, 4.0), _t(1.0, 2.0, 0.5)), (3,), positive_value, constraints.positive),
+    Prior("poisson-features", Poisson, dict(rate=1.5, features_shape=[4]),
+          lambda: _ind(td.Poisson(torch.full((4,), 1.5))), lambda: td.Poisson(torch.full((4,), 1.5)), (4,), counts,
+          constraints.nonnegative_integer),
+    Prior("poisson-tensor", Poisson, dict(rate=_t(0.5, 2.0, 10.0)),
+          lambda: _ind(td.Poisson(_t(0.5, 2.0, 10.0))), lambda: td.Poisson(_t(0.5, 2.0, 10.0)), (3,), counts,
+          constraints.nonnegative_integer),
+    Prior("multinomial-probs", Multinomial, dict(probs=PROBS, total_count=N),
+          lambda: td.Multinomial(N, PROBS), lambda: td.Multinomial(N, PROBS), (3,), count_vectors, CountVectors(N)),
+    Prior("multinomial-logits-features", Multinomial, dict(logits=0.0, features_shape=[4], total_count=2),
+          lambda: td.Multinomial(2, logits=torch.zeros(4)), lambda: td.Multinomial(2, logits=torch.zeros(4)), (4,),
+          lambda shape: count_vectors(shape, total=2), CountVectors(2)),
 ]
 SCORED_PRIORS = [p for p in PRIORS if p.reference is not None]
+PRIORS_WITH_ENTROPY = [p for p in SCORED_PRIORS if p.family not in NO_ENTROPY]
 
 
 def _prior_table(rows):
@@ -303,7 +402,7 @@ def test_prior_log_prob_matches_torch(prior):
     torch.testing.assert_close(got, prior.reference().log_prob(value))
 
 
-@_prior_table(SCORED_PRIORS)
+@_prior_table(PRIORS_WITH_ENTROPY)
 def test_prior_entropy_matches_torch(prior):
     """The references of the relaxed priors are their categorical / Bernoulli, whose entropy they report."""
     d = prior.family("p(z)", **prior.kwargs)
@@ -343,8 +442,70 @@ def _has_reparam(prior):
 
 
 def _check_prior_draw(prior, z, shape):
+    if prior.support is not None:
+        assert bool(prior.support.check(z).all())
     if prior.sampler is None:
         torch.testing.assert_close(z, prior.kwargs["loc"].expand(z.shape))
         return
     torch.manual_seed(1)
     torch.testing.assert_close(z, prior.sampler().sample(shape))
+
+
+# ------------------------------------------------------------------------------------------------- KL
+def test_kl_gamma_gamma_is_torch_closed_form():
+    q, net = _make(_example("gamma"))
+    prior = Gamma("p(z)", concentration=_t(0.5, 1.0, 4.0), rate=_t(1.0, 2.0, 0.5))
+    x = torch.randn(BATCH, IN)
+    got = KL(q, prior).eval({"x": x})
+    assert got.shape == (BATCH,)
+    reference = td.kl_divergence(td.Gamma(**net(x)), td.Gamma(_t(0.5, 1.0, 4.0), _t(1.0, 2.0, 0.5))).sum(-1)
+    torch.testing.assert_close(got, reference)
+
+
+def test_kl_gamma_gamma_between_two_networks_matches_monte_carlo():
+    q, net_q = _make(_example("gamma"))
+    r, net_r = _make(_example("gamma"))
+    x = torch.randn(BATCH, IN)
+    exact = KL(q, r).eval({"x": x})
+    torch.testing.assert_close(exact, td.kl_divergence(td.Gamma(**net_q(x)), td.Gamma(**net_r(x))).sum(-1))
+    estimate = KL(q, r, analytic=False, sample_shape=20000).eval({"x": x})
+    torch.testing.assert_close(estimate, exact, atol=0.05, rtol=0.05)
+
+
+def test_kl_poisson_poisson_is_torch_closed_form():
+    q, net = _make(_example("poisson"))
+    prior = Poisson("p(z)", rate=2.0, features_shape=[K])
+    x = torch.randn(BATCH, IN)
+    got = KL(q, prior).eval({"x": x})
+    assert got.shape == (BATCH,)
+    reference = td.kl_divergence(td.Poisson(**net(x)), td.Poisson(torch.full((K,), 2.0))).sum(-1)
+    torch.testing.assert_close(got, reference)
+
+
+# ----------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("total_count", [0, -3, 2.5, 3.0, True, "7", torch.tensor(7)], ids=repr)
+def test_multinomial_total_count_must_be_a_positive_int(total_count):
+    with pytest.raises(ValueError, match=r"p\(z\|x\): Multinomial needs total_count, the number of draws each "
+                                         r"count vector sums to, as a positive int; got .*Pass e\.g\. "
+                                         r"total_count=10\."):
+        Multinomial("p(z|x)", net=lambda x: {"logits": x}, total_count=total_count)
+
+
+def test_multinomial_total_count_is_required():
+    with pytest.raises(TypeError, match="total_count"):
+        Multinomial("p(z)", probs=PROBS)
+
+
+@pytest.mark.parametrize("family, params", [
+    (Gamma, {"concentration": torch.ones(BATCH, K), "rate": -torch.ones(BATCH, K)}),
+    (Poisson, {"rate": -torch.ones(BATCH, K)}),
+], ids=["gamma", "poisson"])
+def test_negative_rate_from_the_network_is_refused(family, params):
+    d = family("p(z|x)", net=lambda x: params)
+    with pytest.raises(ValueError, match=r"p\(z\|x\): parameter `rate` must satisfy"):
+        d.sample({"x": torch.randn(BATCH, IN)})
+
+
+def test_multinomial_probs_off_the_simplex_are_refused():
+    with pytest.raises(ValueError, match=r"p\(z\): parameter `probs` must satisfy Simplex"):
+        Multinomial("p(z)", probs=_t(0.5, 0.6, 0.1), total_count=3)
