@@ -11,6 +11,15 @@ def seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks run fastest on one thread; on a busy two-core machine a second one spins waiting for a core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def ss_hmvae():
     """The SS-HMVAE-kl distributions (docs/papers.md sections 6-7) with tiny linear networks."""

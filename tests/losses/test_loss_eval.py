@@ -214,17 +214,61 @@ def test_joint_expectation_shares_draws_with_its_factor_terms(ss_hmvae):
     assert seen[0] is seen[-1]  # q(z|a,y) saw the same draw of a in both terms
 
 
+def ss_hmvae_kl_by_hand(d, seen, inputs, alpha, beta):
+    """The SS-HMVAE-kl objective (docs/papers.md section 7c) per example, written out with torch.distributions at
+    the draws the networks saw: a and y from q(z|a,y)'s inputs, z from p(a|z,y)'s; y is drawn where not given."""
+    x, w = inputs["x"], inputs["w"]
+    a, y = seen[d["q_z"].net]
+    z, y_of_p_a = seen[d["p_a"].net]
+    assert torch.equal(y_of_p_a, y)
+
+    def normal(params, v):
+        return td.Normal(params["loc"], params["scale"]).log_prob(v).sum(-1)
+
+    def bernoulli(params, v):
+        return td.Bernoulli(logits=params["logits"], validate_args=False).log_prob(v).sum(-1)
+
+    def kl(q, p):
+        return td.kl_divergence(td.Normal(q["loc"], q["scale"]), td.Normal(p["loc"], p["scale"])).sum(-1)
+
+    k = d["sizes"]["y"]
+    q_a = d["q_a"].net(x, w)
+    log_q_y = (y * torch.log_softmax(d["q_y"].net(a)["logits"], -1)).sum(-1)
+    log_p = (bernoulli(d["p_x"].net(a), x) + bernoulli(d["p_w"].net(a), w) + normal(d["p_a"].net(z, y), a)
+             + td.Normal(0.0, 1.0).log_prob(z).sum(-1) + (y * math.log(1 / k)).sum(-1))
+    log_q = normal(q_a, a) + normal(d["q_z"].net(a, y), z)
+    divergence = kl(q_a, d["q_ax"].net(x)) + kl(q_a, d["q_aw"].net(w))
+    if "y" in inputs:  # labelled: the bound, the classifier's log-likelihood of the given label, the KL terms
+        assert torch.equal(y, inputs["y"])
+        return log_p - log_q + alpha * log_q_y - beta * divergence
+    return log_p - (log_q + log_q_y) - beta * divergence  # unlabelled: y is drawn from q(y|a) too
+
+
 @pytest.mark.parametrize("labelled", [True, False])
-def test_ss_hmvae_kl_objectives_evaluate_and_train(ss_hmvae, labelled):
+def test_ss_hmvae_kl_objectives_are_the_papers_written_by_hand(ss_hmvae, labelled):
+    """The value and the gradient of each SS-HMVAE-kl objective equal those of the same formula in plain torch on
+    the same weights and draws (the gradients reach the weights through the draws as well)."""
     from test_loss_latex import ss_hmvae_kl_objectives
     objective = ss_hmvae_kl_objectives(ss_hmvae)[0 if labelled else 1]
     inputs = {"x": torch.rand(8, 6).round(), "w": torch.rand(8, 5).round()}
     if labelled:
         inputs["y"] = nn.functional.one_hot(torch.arange(8) % 3, 3).float()
-    value = -objective.mean().eval(inputs, alpha=1.0, beta=0.1)
-    assert value.dim() == 0 and torch.isfinite(value)
-    value.backward()
-    assert ss_hmvae["q_a"].net.linear.weight.grad.abs().sum() > 0
+    seen = {}
+    for name in ("q_z", "p_a"):
+        ss_hmvae[name].net.register_forward_pre_hook(lambda module, args: seen.setdefault(module, args))
+    value = -objective.mean().eval(inputs, alpha=2.0, beta=0.5)
+    assert set(seen) == {ss_hmvae["q_z"].net, ss_hmvae["p_a"].net}  # each ran once, on the draws
+    by_hand = -ss_hmvae_kl_by_hand(ss_hmvae, seen, inputs, alpha=2.0, beta=0.5).mean()
+    torch.testing.assert_close(value, by_hand)
+    weights = [p for name in ("q_a", "q_z", "q_y", "q_ax", "q_aw", "p_x", "p_w", "p_a")
+               for p in ss_hmvae[name].parameters()]
+    gradients = torch.autograd.grad(value, weights, allow_unused=True, retain_graph=True)
+    expected = torch.autograd.grad(by_hand, weights, allow_unused=True)
+    for got, want in zip(gradients, expected):
+        assert (got is None) == (want is None)
+        if got is not None:
+            torch.testing.assert_close(got, want)
+    assert gradients[0].abs().sum() > 0  # q(a|x,w)'s weights get a gradient
 
 
 def test_means_over_named_data_sets_use_their_own_inputs():
@@ -245,13 +289,12 @@ def test_means_over_named_data_sets_use_their_own_inputs():
 def test_cached_network_outputs_keep_their_inputs_alive():
     """The per-evaluation cache is keyed by the identity of the inputs; it keeps them alive, so a tensor made
     later in the same evaluation can never take a freed input's id and get that input's output."""
-    import gc
-
     from pgm._scope import Scope
     q = Normal("q(z|x)", net=Gaussian(4, 2))
     scope = Scope.from_inputs({"x": torch.zeros(3, 4)})
-    for i in range(20):  # without the reference, CPython hands a freed tensor's id to the next one at once
+    # Without the reference, CPython hands a freed tensor's id to the next one at once (reference counting frees
+    # it when its name is rebound; no garbage collection is needed, which would take seconds in a long session).
+    for i in range(20):
         scope.values["x"] = torch.full((3, 4), float(i))
-        gc.collect()
         params, _ = q._params(scope)
         torch.testing.assert_close(params["loc"], q.net(scope.values["x"])["loc"])

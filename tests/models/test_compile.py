@@ -1,10 +1,12 @@
 """Model(compile=...): compiled steps compute what the eager step computes, without needless recompiling.
 
-Compiling with inductor costs tens of seconds on a small CPU, so one test uses it (the numbers of a
-compiled step against eager ones); the others exercise the same machinery with the ``aot_eager``
-backend (Dynamo and AOTAutograd, no code generation), which draws random numbers as eager code does.
-The CUDA-graph step is checked on the CPU with stand-ins for the CUDA calls.
+Compiling with inductor costs tens of seconds on a small CPU (a few once its cache is warm), so two tests use
+it (the numbers of a compiled step against eager ones, and infinite and NaN losses); the others exercise the same
+machinery with the ``aot_eager`` backend (Dynamo and AOTAutograd, no code generation), which draws random
+numbers as eager code does. The CUDA-graph step is checked on the CPU with stand-ins for the CUDA calls, and
+captured for real by tests/models/test_cuda.py where there is a GPU.
 """
+import math
 import warnings
 
 import pytest
@@ -188,6 +190,73 @@ def test_non_finite_loss_in_a_compiled_step_stops_before_the_update(backend):
         model.train(batch(), beta=float("inf"))
     for a, b in zip(before, model.distributions.parameters()):
         assert torch.equal(a, b)
+
+
+def three_terms(compile=False):
+    """A loss of three terms, each positive for every example; the Parameters a, b, c scale them, so that one
+    Parameter at inf, -inf or NaN makes its term, and the loss, that value."""
+    torch.manual_seed(0)
+    q, p = Normal("q(z|x)", net=Encoder(norm=False)), Bernoulli("p(x|z)", net=Decoder())
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    a, b, c = Parameter("a"), Parameter("b"), Parameter("c")
+    loss = (a * KL(q, prior) - b * E(q, LogProb(p)) - c * E(q, LogProb(prior))).mean()
+    return Model(loss, [q, p], compile=compile, optimizer=torch.optim.Adam)
+
+
+THREE_TERMS = ["a*KL[q(z|x)||p(z)]", "-b*E_q(z|x)[log p(x|z)]", "-c*E_q(z|x)[log p(z)]"]
+GOOD = {"a": 1.0, "b": 1.0, "c": 1.0}
+
+
+def step_kind(kind):
+    """A three-term model whose steps after the first are of ``kind``: eager, inductor (with the aot_eager backend,
+    or generating code), or CUDA graphs (the CPU stand-ins)."""
+    if kind == "cudagraph":
+        return with_stand_in_graphs(three_terms())[0]
+    return three_terms("inductor" if kind.startswith("inductor") else False)
+
+
+@pytest.fixture
+def eager_random_numbers():
+    """Inductor's generated code draws with eager's generator (as aot_eager and the stand-ins do)."""
+    import torch._inductor.config
+    with torch._inductor.config.patch(fallback_random=True):
+        yield
+
+
+@pytest.mark.parametrize("kind", ["eager", "inductor", "inductor-codegen", "cudagraph"])
+def test_inf_minus_inf_and_nan_in_any_term_stop_every_step_kind_before_the_update(kind, monkeypatch,
+                                                                                   eager_random_numbers):
+    """Each Parameter in turn at inf, -inf and NaN. "inductor" compiles with the aot_eager backend, as the other
+    tests here; "inductor-codegen" generates C++, so that arithmetic on infinities in generated code is covered."""
+    backend = Backend("inductor" if kind == "inductor-codegen" else "aot_eager")
+    monkeypatch.setattr(_compile, "BACKEND", backend)
+    model = step_kind(kind)
+    for i in range(2):  # the first step is eager, the second compiled or captured
+        model.train(batch(8, i), **GOOD)
+    graphs = backend.graphs
+    before = [t.detach().clone() for t in model.distributions.parameters()]
+    optimizer = repr(model.optimizer.state_dict())
+    for position, name in enumerate("abc"):
+        for bad in (math.inf, -math.inf, math.nan):
+            with pytest.raises(NonFiniteLossError, match=rf"^the loss is {bad}; non-finite terms: ") as caught:
+                model.train(batch(8, 2), **{**GOOD, name: bad})
+            assert caught.value.terms == [THREE_TERMS[position]], (name, bad)
+            assert math.isnan(caught.value.loss) if math.isnan(bad) else caught.value.loss == bad
+            for a, b in zip(before, model.distributions.parameters()):
+                assert torch.equal(a, b), (name, bad)
+    assert repr(model.optimizer.state_dict()) == optimizer  # no Adam step was taken or counted
+    assert backend.graphs == graphs  # the values went into the compiled step without recompiling it
+    # the model trains on as one that never saw the non-finite steps (an eager one: the aot_eager backend, inductor
+    # with fallback_random and the stand-ins draw random numbers as eager code does)
+    torch.manual_seed(5)
+    after = model.train(batch(8, 3), **GOOD)
+    untouched = three_terms()
+    for i in range(2):
+        untouched.train(batch(8, i), **GOOD)
+    torch.manual_seed(5)
+    assert untouched.train(batch(8, 3), **GOOD) == pytest.approx(after, rel=1e-5)
+    for a, b in zip(untouched.distributions.parameters(), model.distributions.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_compile_argument_is_checked():

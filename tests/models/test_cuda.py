@@ -1,0 +1,185 @@
+"""On a CUDA device, the real thing: the training step captured as CUDA graphs and replayed (test_compile.py checks
+the same step on the CPU with stand-ins for the CUDA calls), inductor's CUDA code, fit and resume, and a script.
+
+Marked ``cuda`` and skipped without a GPU; ``python -m pytest -m cuda`` runs only these (benchmarks/gpu.sh).
+The capture draws random numbers from the same CUDA generator as eager code, in the same order, so a captured
+step computes what the eager one does up to floating-point rounding (the capturable Adam, the graph's kernels).
+"""
+import importlib
+import json
+import math
+
+import pytest
+import torch
+
+from pgm.distributions import Bernoulli, Normal
+from pgm.losses import E, KL, LogProb, Parameter
+from pgm.models import Model, NonFiniteLossError
+from pgm.models import _compile
+
+from test_compile import GOOD, THREE_TERMS, Decoder, Encoder, batch, two_groups
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+CUDA = torch.device("cuda", 0)
+CLOSE = {"rtol": 1e-4, "atol": 1e-5}
+
+
+@pytest.fixture
+def aot_eager(monkeypatch):
+    monkeypatch.setattr(_compile, "BACKEND", "aot_eager")  # Model.test compiles; it is not what is tested here
+
+
+def on_cuda(inputs):
+    return {k: v.to(CUDA) for k, v in inputs.items()}
+
+
+def vae(compile=False, **kwargs):
+    torch.manual_seed(0)
+    q, p = Normal("q(z|x)", net=Encoder()), Bernoulli("p(x|z)", net=Decoder())
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    for d in (q, p, prior):
+        d.to(CUDA)
+    loss = (Parameter("beta") * KL(q, prior) - E(q, LogProb(p))).mean()
+    kwargs.setdefault("optimizer", two_groups)
+    return Model(loss, [q, p], compile=compile, **kwargs)
+
+
+def three_terms(compile=False):
+    """test_compile.three_terms on CUDA."""
+    torch.manual_seed(0)
+    q, p = Normal("q(z|x)", net=Encoder(norm=False)), Bernoulli("p(x|z)", net=Decoder())
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    for d in (q, p, prior):
+        d.to(CUDA)
+    a, b, c = Parameter("a"), Parameter("b"), Parameter("c")
+    loss = (a * KL(q, prior) - b * E(q, LogProb(p)) - c * E(q, LogProb(prior))).mean()
+    return Model(loss, [q, p], compile=compile, optimizer=torch.optim.Adam)
+
+
+# (batch size, beta): an annealed Parameter, a last batch of another size; the learning rate is halved at step 4
+STEPS = [(16, 1.0), (16, 1.0), (16, 0.5), (8, 0.5), (16, 0.25), (16, 0.0), (8, 1.0)]
+
+
+def run(model, steps=STEPS, halve_lr_at=4):
+    torch.manual_seed(2)  # and CUDA's generator
+    losses = []
+    for i, (n, beta) in enumerate(steps):
+        if i == halve_lr_at:  # as a scheduler would: the captured update reads lr from a tensor
+            for group in model.optimizer.param_groups:
+                group["lr"] *= 0.5
+        losses.append(model.train(on_cuda(batch(n, i)), beta=beta))
+    losses.append(model.test(on_cuda(batch(16, 99)), beta=1.0))
+    return losses, [t.detach().clone() for t in model.distributions.state_dict().values()]
+
+
+def assert_same_run(a, b, **tolerance):
+    torch.testing.assert_close(torch.tensor(a[0]), torch.tensor(b[0]), **tolerance)
+    for x, y in zip(a[1], b[1]):
+        torch.testing.assert_close(x, y, **tolerance)
+
+
+def captured(model):
+    engine = model._engine
+    assert isinstance(engine, _compile.CUDAGraphStep) and not model._compile_failed_once
+    return engine.captured
+
+
+def test_a_captured_step_computes_the_eager_step(aot_eager):
+    """BatchNorm and Dropout, two param groups, clipping, an annealed Parameter, a changed lr, two batch sizes."""
+    eager = run(vae(clip_grad_norm=1.0))
+    model = vae(True, clip_grad_norm=1.0)  # compile=True is CUDA graphs on CUDA
+    replayed = run(model)
+    graphs = captured(model)
+    assert len(graphs) == 2  # one capture per batch size; beta and lr changed without recapturing
+    for step in graphs.values():
+        assert isinstance(step.forward_backward, torch.cuda.CUDAGraph) and isinstance(step.update, torch.cuda.CUDAGraph)
+    assert all(g["capturable"] for g in model.optimizer.param_groups)
+    assert_same_run(eager, replayed, **CLOSE)
+    # the step trained: the loss went down from the first steps
+    assert replayed[0][-2] < replayed[0][0]
+
+
+def test_a_captured_step_stops_before_the_update_on_inf_minus_inf_and_nan_in_any_term():
+    model = three_terms("cudagraph")
+    for i in range(2):
+        model.train(on_cuda(batch(8, i)), **GOOD)
+    graphs = len(captured(model))
+    before = [t.detach().clone() for t in model.distributions.parameters()]
+    for position, name in enumerate("abc"):
+        for bad in (math.inf, -math.inf, math.nan):
+            with pytest.raises(NonFiniteLossError, match=rf"^the loss is {bad}; non-finite terms: ") as caught:
+                model.train(on_cuda(batch(8, 2)), **{**GOOD, name: bad})
+            assert caught.value.terms == [THREE_TERMS[position]], (name, bad)
+            for a, b in zip(before, model.distributions.parameters()):
+                assert torch.equal(a, b), (name, bad)
+    assert len(captured(model)) == graphs  # the values went into the captured graphs
+    torch.manual_seed(5)
+    after = model.train(on_cuda(batch(8, 3)), **GOOD)
+    untouched = three_terms()
+    for i in range(2):
+        untouched.train(on_cuda(batch(8, i)), **GOOD)
+    torch.manual_seed(5)
+    assert untouched.train(on_cuda(batch(8, 3)), **GOOD) == pytest.approx(after, rel=1e-4)
+    for a, b in zip(untouched.distributions.parameters(), model.distributions.parameters()):
+        torch.testing.assert_close(a, b, **CLOSE)
+
+
+def test_an_inductor_step_computes_the_eager_step_on_cuda():
+    import torch._inductor.config
+    eager = run(vae(clip_grad_norm=1.0))
+    with torch._inductor.config.patch(fallback_random=True):  # eager's random numbers
+        model = vae("inductor", clip_grad_norm=1.0)
+        compiled = run(model)
+    assert isinstance(model._engine, _compile.InductorStep) and not model._compile_failed_once
+    assert_same_run(eager, compiled, rtol=1e-4, atol=1e-4)
+
+
+def test_fit_with_captured_steps_resumes_as_it_would_have_gone_on(tmp_path, aot_eager):
+    data = [on_cuda(batch(16, i)) for i in range(4)]
+    params = {"beta": 0.5}
+
+    def parameters(model):
+        return [t.detach().clone() for t in model.distributions.parameters()]
+
+    torch.manual_seed(3)
+    straight = vae(True)
+    expected = straight.fit(data, 3, progress=False, params=params)
+    torch.manual_seed(3)
+    vae(True).fit(data, 2, checkpoint_dir=tmp_path, progress=False, params=params)
+    torch.manual_seed(123)  # the checkpoint's random states, CUDA's included, replace these
+    resumed = vae(True)
+    history = resumed.fit(data, 3, checkpoint_dir=tmp_path, resume="latest", progress=False, params=params)
+    assert len(captured(resumed)) == 1  # the resumed run's steps are captured as well
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] == pytest.approx(expected[-1]["train_loss"], rel=1e-5)
+    for a, b in zip(parameters(resumed), parameters(straight)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_ss_hmvae_kl_script_trains_with_captured_steps_as_eagerly(tmp_path, capsys, monkeypatch):
+    from pathlib import Path
+    examples = str(Path(__file__).resolve().parents[2] / "examples")
+    monkeypatch.syspath_prepend(examples)
+    module = importlib.import_module("ss_hmvae_kl")
+    small = ["--epochs", "2", "--hidden", "32", "--batch-size", "128", "--labels", "100", "--eval-every", "1",
+             "--device", "cuda"]
+    eager = module.main(small + ["--compile", "off", "--out", str(tmp_path / "eager")])
+    built = []
+
+    class Recorded(Model):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(module, "Model", Recorded)
+    compiled = module.main(small + ["--compile", "on", "--out", str(tmp_path / "compiled")])
+    (model,) = built
+    assert len(captured(model)) >= 1
+    saved = [json.loads((tmp_path / run / "results.json").read_text()) for run in ("eager", "compiled")]
+    assert saved[1]["settings"]["compile"] == "on" and saved[1]["settings"]["device"] == "cuda"
+    torch.testing.assert_close(torch.tensor(saved[1]["history"]["loss"]), torch.tensor(saved[0]["history"]["loss"]),
+                               rtol=1e-3, atol=1e-3)
+    for key in ("x", "w", "x+w"):
+        assert abs(compiled[key] - eager[key]) <= 2.0  # percent; rounding may flip a few test images
