@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from pgm.distributions import Bernoulli, Categorical, Deterministic, Dirichlet, Normal, RelaxedCategorical
+from pgm.distributions import Bernoulli, Deterministic, Dirichlet, Normal, RelaxedCategorical
 from pgm.losses import E, IWAE, KL, Entropy, LogProb, Parameter
 
 from loss_nets import Gaussian, Logits
