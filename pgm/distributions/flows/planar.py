@@ -29,7 +29,26 @@ def check_amortized(layer, net):
                          f"returning the layer's parameters per example.")
 
 
-class Planar(Layer):
+class VectorLayer(Layer):
+    """A layer of vectors of ``features`` elements whose parameters may come from a network of ``cond_var``
+    (what Planar and Radial share: the shape check, the event shape and the repr)."""
+
+    def __init__(self, features, cond_var=None, net=None):
+        super().__init__(cond_var)
+        check_amortized(self, net)
+        self.features, self.net = int(features), net
+
+    def shape_error(self, shape):
+        return vector_shape_error(self, self.features, shape, lambda d: f"{type(self).__name__}({d})")
+
+    def input_shape(self):
+        return (self.features,)
+
+    def extra_repr(self) -> str:
+        return f"{self.features}" + (f", cond_var={self.cond_var}" if self.cond_var else "")
+
+
+class Planar(VectorLayer):
     r"""Planar flow :math:`f(z) = z + \hat u \tanh(w^\top z + b)` (Rezende & Mohamed 2015), on vectors.
 
     :math:`\log|\det \partial f/\partial z| = \log|1 + \hat u^\top \psi(z)|`, with
@@ -48,9 +67,7 @@ class Planar(Layer):
     has_inverse = False
 
     def __init__(self, features, *, cond_var=None, net=None):
-        super().__init__(cond_var)
-        check_amortized(self, net)
-        self.features, self.net = int(features), net
+        super().__init__(features, cond_var, net)
         if net is None:
             bound = 1 / math.sqrt(self.features)
             self.u = nn.Parameter(torch.empty(self.features).uniform_(-bound, bound))
@@ -71,11 +88,3 @@ class Planar(Layer):
         log_det = torch.log(torch.abs(1 + (1 - h.squeeze(-1) ** 2) * (w * u_hat).sum(-1)))
         return z + u_hat * h, log_det.expand(z.shape[0])
 
-    def shape_error(self, shape):
-        return vector_shape_error(self, self.features, shape, lambda d: f"Planar({d})")
-
-    def input_shape(self):
-        return (self.features,)
-
-    def extra_repr(self) -> str:
-        return f"{self.features}" + (f", cond_var={self.cond_var}" if self.cond_var else "")

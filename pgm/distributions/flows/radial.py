@@ -7,11 +7,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._layer import Layer, vector_shape_error
-from .planar import amortized, check_amortized
+from .planar import VectorLayer, amortized
 
 
-class Radial(Layer):
+class Radial(VectorLayer):
     r"""Radial flow :math:`f(z) = z + \beta h(\alpha, r)(z - z_0)`, :math:`h = 1/(\alpha + r)`,
     :math:`r = \|z - z_0\|` (Rezende & Mohamed 2015), on vectors of D features.
 
@@ -28,9 +27,7 @@ class Radial(Layer):
     """
 
     def __init__(self, features, *, cond_var=None, net=None):
-        super().__init__(cond_var)
-        check_amortized(self, net)
-        self.features, self.net = int(features), net
+        super().__init__(features, cond_var, net)
         if net is None:
             bound = 1 / math.sqrt(self.features)
             self.z0 = nn.Parameter(torch.empty(self.features).uniform_(-bound, bound))
@@ -69,11 +66,3 @@ class Radial(Layer):
         z = z0 + diff / (1 + beta / (alpha + r))
         return z, -self._log_det(r, alpha, beta).expand(y.shape[0])
 
-    def shape_error(self, shape):
-        return vector_shape_error(self, self.features, shape, lambda d: f"Radial({d})")
-
-    def input_shape(self):
-        return (self.features,)
-
-    def extra_repr(self) -> str:
-        return f"{self.features}" + (f", cond_var={self.cond_var}" if self.cond_var else "")
