@@ -15,14 +15,6 @@ import bench_flow_vae  # noqa: E402
 from bench_flow_vae import Decoder, Encoder, Planar  # noqa: E402
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

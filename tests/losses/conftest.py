@@ -12,12 +12,8 @@ def seed():
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread; on a busy two-core machine a second one spins waiting for a core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _tiny_networks(one_thread):
+    """Every network here is tiny: run it on one thread (see tests/conftest.py)."""
 
 
 @pytest.fixture
