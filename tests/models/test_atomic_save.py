@@ -14,40 +14,28 @@ import time
 
 import pytest
 import torch
-from torch import nn
 
 from pgm.distributions import Bernoulli, Normal
 from pgm.losses import E, KL, LogProb
 from pgm.models import Model
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # model_nets, also when run as a script
+from model_nets import Decoder, Encoder  # noqa: E402
+
 HALF_WAY = 4 << 20  # bytes written before the crash: well inside a checkpoint of BIG * 4 bytes
 BIG = 4_000_000     # floats in a buffer that makes the checkpoint large (16 MB)
 
 
-class Encoder(nn.Module):
+class BigEncoder(Encoder):
     def __init__(self, big=False):
         super().__init__()
-        self.net = nn.Linear(6, 4)
         if big:  # a large state: a checkpoint takes many writes
             self.register_buffer("table", torch.arange(BIG, dtype=torch.float32))
-
-    def forward(self, x):
-        loc, scale = self.net(x).chunk(2, -1)
-        return {"loc": loc, "scale": nn.functional.softplus(scale) + 1e-3}
-
-
-class Decoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Linear(2, 6)
-
-    def forward(self, z):
-        return {"logits": self.net(z)}
 
 
 def build(big=False):
     torch.manual_seed(0)
-    q, p = Normal("q(z|x)", net=Encoder(big)), Bernoulli("p(x|z)", net=Decoder())
+    q, p = Normal("q(z|x)", net=BigEncoder(big)), Bernoulli("p(x|z)", net=Decoder())
     prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
     return Model((KL(q, prior) - E(q, LogProb(p))).mean(), [q, p], optimizer_params={"lr": 0.05})
 

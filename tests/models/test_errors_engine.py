@@ -3,31 +3,13 @@ import os
 
 import pytest
 import torch
-from torch import nn
 
 from pgm.distributions import Bernoulli, Normal
 from pgm.losses import E, KL, LogProb, Parameter
 from pgm.models import Model, NonFiniteLossError
 from pgm.models import _checks
 
-
-class Encoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Linear(6, 4)
-
-    def forward(self, x):
-        loc, scale = self.net(x).chunk(2, -1)
-        return {"loc": loc, "scale": nn.functional.softplus(scale) + 1e-3}
-
-
-class Decoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Linear(2, 6)
-
-    def forward(self, z):
-        return {"logits": self.net(z)}
+from model_nets import Decoder, Encoder
 
 
 def build(**kwargs):
