@@ -141,3 +141,15 @@ def test_elbo_uses_the_analytic_kl_where_it_can():
     torch.testing.assert_close(value, expected)
     with pytest.raises(ValueError, match=r"^ELBO: q\(z\|x\) generates \['z'\], which p\(x\|y\) does not"):
         ELBO(p_xy, q)
+
+
+def test_what_a_distribution_lacks_is_named():
+    q = Normal("q(z|x)", net=Linear(D, D))
+    with pytest.raises(ValueError, match=r"^q\(z\|x\): Normal has no finite support to enumerate; sample it instead"):
+        q.enumerate_support({"x": torch.randn(B, D)})
+    from pgm.distributions import Density
+    target = Density("p(z)", lambda z: -z.pow(2).sum(-1))
+    with pytest.raises(ValueError, match=r"^p\(z\): Density has no closed-form mean; average samples instead\.$"):
+        target.sample_mean()
+    with pytest.raises(ValueError, match=r"^p\(z\): Density has no closed-form variance; use samples instead\.$"):
+        target.sample_variance()

@@ -242,3 +242,13 @@ def test_errors(components, data):
     point = Mixture([q_x, Deterministic("q(z|w)", net=lambda w: {"loc": w[:, :DZ]})])
     with pytest.raises(ValueError, match=r"^q\(z\|x,w\): its component q\(z\|w\): Deterministic has no density"):
         point.log_prob({**data, "z": torch.zeros(BATCH, DZ, dtype=F64)})
+
+
+def test_weight_errors_name_the_mixture(components, data):
+    with pytest.raises(TypeError, match=r"weights must be None, 2 numbers, an nn\.Parameter of 2 logits or a network; "
+                                        r"got str"):
+        Mixture(list(components), weights="uniform")
+    mixture = Mixture(list(components), weights=nn.Linear(DX + DW, 2).double())
+    from pgm import Context
+    with pytest.raises(KeyError, match=r"q\(z\|x,w\) needs input `w` for its weights; got \['x'\]"):
+        mixture.stratified_expectation(Context.from_inputs({"x": data["x"]}), lambda context: 0.0, ())

@@ -112,3 +112,9 @@ def test_threads_follow_the_size_of_the_networks():
     small = type("Args", (), {"batch_size": 512, "hidden": 512})
     large = type("Args", (), {"batch_size": 1024, "hidden": 2048})
     assert training.auto_threads(small) == 1 and training.auto_threads(large) >= 1
+
+
+def test_an_mps_device_that_is_not_there(capsys, no_loading, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert fails("vae", ["--device", "mps", "--out", str(tmp_path)], capsys) == (
+        "error: --device mps: MPS is not available here; use --device cpu.")

@@ -170,3 +170,13 @@ def test_term_errors(vae):
         LogProb(q) + torch.ones(B)
     with pytest.raises(ValueError, match=r"^logsumexp takes at least two losses; got 1"):
         logsumexp(LogProb(q))
+
+
+def test_term_construction_errors():
+    with pytest.raises(TypeError, match=r"^Term takes a function of the named inputs; got int\.$"):
+        Term(3, "s")
+    with pytest.raises(TypeError, match=r"^Term needs its LaTeX as a string, e\.g\. r'\\mathrm\{MMD\}'; got int\.$"):
+        Term(lambda z: z, 3)
+    with pytest.raises(TypeError, match=r"^Term s: cannot read the argument names of <built-in function max>; pass a "
+                                        r"function with named arguments"):
+        Term(max, "s")

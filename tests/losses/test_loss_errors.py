@@ -99,3 +99,11 @@ def test_iwae_needs_a_joint_that_uses_the_latents(vae):
     q, p, prior = vae
     with pytest.raises(ValueError, match=r"IWAE: q\(z\|x,w\) generates \['z'\], which p\(x\|a\) does not use"):
         IWAE(p.replace_var(z="a"), q)
+
+
+def test_kl_analytic_takes_none_true_or_false(vae):
+    q, _, prior = vae
+    q = q.replace_var(z="z")
+    with pytest.raises(ValueError, match=r"^KL\[q\(z\|x,w\)\|\|p\(z\)\]: analytic must be None \(closed form where "
+                                         r"there is one, else Monte Carlo\), True or False; got 'yes'\.$"):
+        KL(q, prior, analytic="yes")

@@ -204,3 +204,10 @@ def test_a_learned_baseline_is_fitted_to_f_whatever_the_sign_of_the_expectation(
         model_.train(inputs)
     exact = E(q, LogProb(p), enumerate=True).eval(inputs).mean()  # log N(0; z, 1) averaged over z ~ Bernoulli(1/2)
     torch.testing.assert_close(b.bias.detach(), exact.reshape(1), atol=0.05, rtol=0)
+
+
+def test_stratified_needs_a_mixture(model):
+    q, p, _ = model
+    with pytest.raises(ValueError, match=r"^E over q\(z\|x\): estimator='stratified' draws once per component of a "
+                                         r"Mixture; Bernoulli is not one\.$"):
+        E(q, LogProb(p), estimator="stratified")
