@@ -1,7 +1,8 @@
 """Models: a loss and an optimizer turned into a training step."""
 from ._checks import NonFiniteLossError
 from ._fit import TrainingInterrupted
+from ._step import Objective
 from .model import Model, atomic_save
 from .vae import VAE
 
-__all__ = ["Model", "VAE", "NonFiniteLossError", "TrainingInterrupted", "atomic_save"]
+__all__ = ["Model", "Objective", "VAE", "NonFiniteLossError", "TrainingInterrupted", "atomic_save"]

@@ -1,29 +1,34 @@
 """The compiled training step behind ``Model(compile=...)``.
 
-Two kinds of step, both built from the model's own eager pieces so that they compute the same numbers:
+Two kinds of step, both subclasses of the eager step (``_step.EagerStep``) that compile or capture its own
+pieces, so that they compute the same numbers:
 
-* ``"inductor"``: ``torch.compile`` of the step. Dynamo breaks the graph at ``backward()`` and (on purpose,
+* ``"inductor"``: ``torch.compile`` of the pieces. Dynamo breaks the graph at ``backward()`` and (on purpose,
   see ``torch.optim.optimizer._use_grad_for_differentiable``) around ``optimizer.step()``, so one step runs
-  the compiled forward with its AOT-compiled backward, then the compiled update (clipping and optimizer).
-* ``"cudagraph"``: the eager step captured as two CUDA graphs, forward+backward and update, replayed on
-  static copies of the inputs; one pair per input signature (a last batch of another size gets its own).
+  the compiled forward with its AOT-compiled backward, then the compiled update (clipping and optimizer;
+  with the device-side non-finite guard when the step is deferred).
+* ``"cudagraph"``: the whole step -- forward, backward, the non-finite check and the guarded update -- captured
+  as one CUDA graph and replayed on static copies of the inputs; one graph per input signature (a last batch of
+  another size gets its own). Nothing is read back to the host unless the step is synchronous.
 
 Both keep :class:`~pgm.losses.Parameter` values that are numbers in 0-dim tensors filled in place, so an
 annealed weight never recompiles or recaptures (a relaxed distribution's temperature is such a buffer
-already). The loss is read between the two halves, so a non-finite loss stops before the update.
-The first training step and the first test of a model run eagerly, with parameter checks on.
-If compiling or capturing fails, the model warns once and trains eagerly from then on.
+already). The first training step and the first test of a model run eagerly, with parameter checks on.
+If compiling or capturing fails, the model warns once and the step object is swapped for the eager one.
 """
 from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import numbers
 import warnings
 
 import torch
 
+from . import _checks
 from ._checks import validation
+from ._step import EagerStep
 
 MODES = ("inductor", "cudagraph")
 
@@ -108,7 +113,7 @@ def _layout(inputs):
                  else (k, _layout(v)) if isinstance(v, dict) else (k, v) for k, v in inputs.items())
 
 
-class _Boxes:
+class Boxes:
     """0-dim tensors holding the numeric Parameter values, filled in place at each step."""
 
     def __init__(self, device, dtype):
@@ -128,19 +133,51 @@ class _Boxes:
         return out
 
 
-class _Step:
-    """What both compiled steps share: numeric Parameters in tensors, a compiled test, the eager fallback."""
+class CompiledTest:
+    """The test loss, compiled (one per model); numeric Parameters in 0-dim tensors."""
 
-    kind = None
-
-    def __init__(self, model, device, dtype):
+    def __init__(self, model):
         self.model = model
-        self.boxes = _Boxes(device, dtype)
-        self._test = _torch_compile(self._test_eager)
+        self._compiled = _torch_compile(self._eager)
 
-    def _test_eager(self, inputs, params):
-        inputs = _alias(inputs)
-        return self.model._forward(self.model.test_loss, inputs, params, distributed=False)
+    def _eager(self, loss, inputs, params):
+        return self.model._evaluate_test(loss, _alias(inputs), params)
+
+    def __call__(self, loss, inputs, params):
+        with torch.no_grad(), validation(False):
+            try:
+                return self._compiled(loss, inputs, params)
+            except Exception as error:
+                result = self._eager(loss, inputs, params)
+                self.model._compile_failed(None, "test", error, stacklevel=5)
+                return result
+
+
+class _CompiledStep(EagerStep):
+    """What both compiled steps share: numeric Parameters in tensors, a loaded model's first step."""
+
+    def train(self, inputs, params, sync=True):
+        params = self.model.boxes(params)
+        if not self.checked and self.optimizer.state:
+            self.prime(inputs, params)
+        return self.compiled_train(inputs, params, sync) if self.checked else self.first(inputs, params)
+
+    def compiled_train(self, inputs, params, sync):
+        return EagerStep.train(self, inputs, params, sync)
+
+    def prime(self, inputs, params):
+        """Check a loaded model's parameters on an eager evaluation that changes nothing (evaluation mode, no
+        gradient, random state put back), so that its first step is compiled, as the same step of the run
+        it resumes was. (A fresh model's first step is eager: it also creates the optimizer's state.)"""
+        model = self.model
+        device = model.device
+        model._set_training(False)
+        try:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
+                EagerStep.forward(self, inputs, params, distributed=False)
+        finally:
+            model._set_training(True)
+        self.checked = True
 
     def _run(self, compiled, eager, *args):
         """``compiled(*args)``; if it fails, ``eager(*args)``: its error is the user's, else compiling failed."""
@@ -148,42 +185,41 @@ class _Step:
             return compiled(*args)
         except Exception as error:
             result = eager(*args)
-            self.model._compile_failed(self.kind, error, stacklevel=6)  # the user's model.train(...) line
+            self.model._compile_failed(self, self.kind, error, stacklevel=7)  # the user's model.train(...) line
             return result
 
-    def test(self, inputs, params):
-        with torch.no_grad(), validation(False):
-            return self._run(self._test, self._test_eager, inputs, self.boxes(params))
 
+class InductorStep(_CompiledStep):
+    """``torch.compile`` of the eager step's pieces: the forward and backward pass, and the update."""
 
-class InductorStep(_Step):
     kind = "inductor"
 
-    def __init__(self, model, device, dtype):
-        super().__init__(model, device, dtype)
+    def __init__(self, model, objective):
+        super().__init__(model, objective)
         self._forward_backward = _torch_compile(self._forward_backward_eager)
-        self._update = _torch_compile(model._update)
+        self._update = _torch_compile(lambda: EagerStep.update(self))
+        self._guarded_update = _torch_compile(lambda value: EagerStep.guarded_update(self, value))
 
     def _forward_backward_eager(self, inputs, params):
-        inputs = _alias(inputs)
-        value = self.model._forward(self.model.loss, inputs, params)
-        detached = value.detach()  # before backward: after the graph break Dynamo would wrap a non-leaf `value`
-        value.backward()
+        # EagerStep.forward_backward written out: Dynamo breaks the graph at backward(), and a break inside a
+        # called function would make Dynamo trace that function's frame anew, guarding on the aliased inputs
+        value = EagerStep.forward(self, _alias(inputs), params)
+        detached = value.detach()
+        value.backward(inputs=self.objective.parameters)
         return detached
 
     def _retry_forward_backward(self, inputs, params):
-        self.model.optimizer.zero_grad(set_to_none=True)  # the failed attempt may have left gradients
+        self.zero_grad()  # the failed attempt may have left gradients
         return self._forward_backward_eager(inputs, params)
 
-    def train(self, inputs, params):
-        model = self.model
-        boxed = self.boxes(params)
-        model.optimizer.zero_grad(set_to_none=True)
-        with validation(False):
-            value = self._run(self._forward_backward, self._retry_forward_backward, inputs, boxed)
-        loss = model._loss_value(value, inputs, params)
-        self._run(self._update, model._update)
-        return loss
+    def forward_backward(self, inputs, params):
+        return self._run(self._forward_backward, self._retry_forward_backward, inputs, params)
+
+    def update(self):
+        self._run(self._update, lambda: EagerStep.update(self))
+
+    def guarded_update(self, value):
+        self._run(self._guarded_update, lambda v: EagerStep.guarded_update(self, v), value)
 
 
 class CUDAGraphs:
@@ -218,66 +254,82 @@ class CUDAGraphs:
 
 
 class _Captured:
-    __slots__ = ("inputs", "output", "forward_backward", "update")
+    __slots__ = ("inputs", "loss", "graph")
 
 
-class CUDAGraphStep(_Step):
-    """Whole training step as CUDA graphs: forward+backward, then (after the loss is read) the update."""
+class CUDAGraphStep(_CompiledStep):
+    """The whole training step (forward, backward, the non-finite check and the guarded update) as one CUDA
+    graph, replayed on static copies of the inputs; one graph per input signature (a last batch of another size
+    gets its own). A synchronous step reads the loss after the replay: a non-finite one has already made the
+    update a no-op on the device, and raises."""
 
     kind = "cudagraph"
     warmup_steps = 2
 
-    def __init__(self, model, device, dtype, graphs=None):
-        super().__init__(model, device, dtype)
-        self.graphs = graphs if graphs is not None else CUDAGraphs(device)
+    def __init__(self, model, objective, graphs=None):
+        super().__init__(model, objective)
+        self.graphs = graphs if graphs is not None else CUDAGraphs(model.device)
         self.captured = {}
-        self._lr = []  # [param group, 0-dim lr tensor the update graph reads, value it holds]
+        self._lr = []  # [param group, 0-dim lr tensor the graph reads, value it holds]
         if self.graphs.capturable:
-            make_capturable(model.optimizer, device)
+            make_capturable(self.optimizer, model.device)
 
     def _signature(self, inputs, params):
         parts = [_layout(inputs), tuple(sorted(params))]
         # optimizers without tensor-lr support bake lr into the graph: recapture when it changes
-        parts.append(tuple(g["lr"] for g in self.model.optimizer.param_groups if "capturable" not in g))
+        parts.append(tuple(g["lr"] for g in self.optimizer.param_groups if "capturable" not in g))
         return tuple(parts)
 
-    def train(self, inputs, params):
-        model = self.model
+    def compiled_train(self, inputs, params, sync):
+        if not self.deferrable():
+            return self.first(inputs, params)
         key = self._signature(inputs, params)
         captured = self.captured.get(key)
-        boxed = self.boxes(params)
         if captured is None:
             try:
-                captured = self._capture(inputs, boxed, key)
+                captured = self._capture(inputs, params, key)
             except Exception as error:
-                loss = model._eager_train(inputs, params)
-                model._compile_failed(self.kind, error, stacklevel=5)
+                self.zero_grad()
+                loss = EagerStep.train(self, inputs, params, sync)
+                self.model._compile_failed(self, self.kind, error, stacklevel=6)
                 return loss
+        if sync:
+            self.settle()
         _copy_into(captured.inputs, inputs)
         self._fill_lr()
-        captured.forward_backward.replay()
-        loss = model._loss_value(captured.output["loss"], inputs, params)
-        captured.update.replay()
+        captured.graph.replay()
+        if not sync:
+            return self.defer(captured.loss.clone(), inputs, params)
+        watch = self._watch
+        watch.host_count += 1
+        loss = captured.loss.item()
+        if not math.isfinite(loss):
+            watch.reset()
+            raise _checks.non_finite_report(self.loss, inputs, params, self.model.users, loss)
         return loss
 
-    def _capture(self, inputs, boxed, key):
-        model = self.model
+    def _capture(self, inputs, params, key):
         graphs = self.graphs
         if len(self.captured) and key[-1] != next(iter(self.captured))[-1]:
             self.captured.clear()  # lr changed for an optimizer that bakes it in: the old graphs are stale
+        self.watch()
         captured = _Captured()
         captured.inputs = _map_tensors(lambda t: t.detach().clone(), inputs)
-        captured.output = {}
 
         def forward_backward():
             # Python only during capture; on the CPU stand-in it makes replay overwrite the gradients,
             # as a CUDA graph does
-            model.optimizer.zero_grad(set_to_none=True)
-            value = model._forward(model.loss, captured.inputs, boxed)
-            value.backward()
-            captured.output["loss"] = value.detach()
+            self.zero_grad()
+            value = EagerStep.forward(self, captured.inputs, params, distributed=False)
+            EagerStep.backward(self, value)
+            return value.detach()
+
+        def step():
+            captured.loss = forward_backward()
+            EagerStep.guarded_update(self, captured.loss)
 
         # warming up must not train: BatchNorm statistics and the random state are put back afterwards
+        model = self.model
         buffers = [(b, b.detach().clone()) for b in model.distributions.buffers()]
         rng = graphs.get_rng_state()
         with validation(False):
@@ -286,11 +338,10 @@ class CUDAGraphStep(_Step):
             for buffer, saved in buffers:
                 buffer.copy_(saved)
         graphs.set_rng_state(rng)
-        model.optimizer.zero_grad(set_to_none=True)
-        with validation(False):
-            captured.forward_backward = graphs.capture(forward_backward)
-        with self._tensor_lr():
-            captured.update = graphs.capture(model._update, pool=_pool(captured.forward_backward))
+        self.zero_grad()
+        self._tensors = None
+        with validation(False), self._tensor_lr():
+            captured.graph = graphs.capture(step)
         self.captured[key] = captured
         return captured
 
@@ -302,7 +353,7 @@ class CUDAGraphStep(_Step):
         its float outside the capture, so the state dict is unchanged.
         """
         known = {id(entry[0]) for entry in self._lr}
-        for group in self.model.optimizer.param_groups:
+        for group in self.optimizer.param_groups:
             if "capturable" in group and not isinstance(group["lr"], torch.Tensor) and id(group) not in known:
                 tensor = torch.tensor(float(group["lr"]), dtype=torch.float32, device=group["params"][0].device)
                 self._lr.append([group, tensor, float(group["lr"])])
@@ -342,10 +393,13 @@ def make_capturable(optimizer, device):
                 state["step"] = step.to(p.device)
 
 
-def build(mode, model, device, dtype):
+def build(mode, model, objective):
+    """The step of ``objective`` for ``mode`` (False: eager)."""
     if mode == "cudagraph":
-        return CUDAGraphStep(model, device, dtype)
-    return InductorStep(model, device, dtype)
+        return CUDAGraphStep(model, objective)
+    if mode == "inductor":
+        return InductorStep(model, objective)
+    return EagerStep(model, objective)
 
 
 def fallback_warning(compile, kind, error, stacklevel=2):

@@ -1,7 +1,6 @@
 """``Model``: a loss, the distributions it trains and an optimizer, stepped one batch at a time."""
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 
@@ -10,7 +9,8 @@ from torch import nn
 
 from ..distributions import Distribution, validation_enabled
 from ..losses import Loss
-from . import _checks, _compile, _distributed
+from . import _checks, _compile, _distributed, _step
+from ._step import Objective
 
 
 def atomic_save(obj, path):
@@ -29,16 +29,6 @@ def atomic_save(obj, path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-
-
-def _evaluate(loss, inputs, params):
-    value = loss.eval(inputs, **params)
-    if value.dim() != 0:
-        raise ValueError(
-            f"the loss is per example (shape {tuple(value.shape)}); reduce it over the batch with "
-            f".mean() or .sum() before training, e.g. Model((...).mean(), ...)."
-        )
-    return value
 
 
 def _kind(value):
@@ -61,18 +51,21 @@ def _contains(module, other):
 
 
 class Model:
-    """Trains ``loss`` (minimized) over the parameters of ``distributions``.
+    """Trains ``loss`` (minimized) over the parameters of ``distributions``; or several objectives in turn.
 
     Args:
-        loss: a scalar loss (reduced with ``.mean()`` or ``.sum()``) to minimize.
+        loss: a scalar loss (reduced with ``.mean()`` or ``.sum()``) to minimize; or a list of
+            :class:`Objective`, each with its own loss, parameters and optimizer, stepped in turn on each batch
+            (a GAN's discriminator and generator, an EM-like alternation); then leave out ``distributions``
+            and the optimizer arguments.
         distributions: the distributions whose parameters are trained.
         optimizer: a ``torch.optim.Optimizer`` class, or any callable taking the parameters
             (e.g. ``lambda params: torch.optim.Adam([{"params": ...}, {"params": ..., "lr": 1e-4}])``).
         optimizer_params: its keyword arguments, e.g. ``{"lr": 1e-3}``.
         clip_grad_norm / clip_grad_value: clip gradients before each step.
-        test_loss: the loss :meth:`test` evaluates (default: ``loss``).
+        test_loss: the loss :meth:`test` evaluates (default: ``loss``; with several objectives, each of theirs).
         compile: ``False`` (eager), ``"inductor"`` (``torch.compile`` of the forward, backward and optimizer
-            update), ``"cudagraph"`` (the whole step captured as CUDA graphs and replayed; CUDA only), or
+            update), ``"cudagraph"`` (the whole step captured as one CUDA graph and replayed; CUDA only), or
             ``True``: ``"cudagraph"`` on CUDA, ``"inductor"`` elsewhere. :class:`~pgm.losses.Parameter` values
             and a relaxed distribution's temperature may change between steps without recompiling. If the step
             cannot be compiled, the model warns once and trains eagerly. Inductor draws random numbers with its
@@ -81,77 +74,190 @@ class Model:
         distributed: ``True`` to train data-parallel with ``torch.distributed`` (DistributedDataParallel,
             gradients averaged over the processes), ``False`` not to, ``None`` (default) to do so when
             ``torch.distributed`` is initialized with several processes (a script launched by ``torchrun``).
+        precision: ``"float32"`` (default) or ``"bf16"``: the forward pass under ``torch.autocast`` to
+            bfloat16 (the backward pass runs each operation in the dtype its forward used); the parameters,
+            their gradients and the optimizer stay in float32. On CUDA and on the CPU.
 
     Parameter checks (e.g. a negative scale) run on the first training and test step and are then off.
     Inputs on another device or of another floating dtype than the distributions that take them are
     named in an error, checked once per kind of input. A non-finite loss raises
-    :class:`NonFiniteLossError` naming the non-finite terms, before the optimizer step.
+    :class:`NonFiniteLossError` naming the non-finite terms, and the parameters stay those from before the
+    step: at once for ``train(inputs)``, at the next read for ``train(inputs, sync=False)``.
     """
 
-    def __init__(self, loss, distributions, optimizer=torch.optim.Adam, optimizer_params=None,
-                 clip_grad_norm=None, clip_grad_value=None, test_loss=None, compile=False, distributed=None):
-        for name, value in (("loss", loss), ("test_loss", test_loss)):
-            if value is not None and not isinstance(value, Loss):
-                raise TypeError(f"Model: {name} must be a pgm loss; got {type(value).__name__}.")
-        if isinstance(distributions, Distribution):
-            distributions = [distributions]
-        distributions = list(distributions)
-        bad = [type(d).__name__ for d in distributions if not isinstance(d, nn.Module)]
-        if bad or not distributions:
-            raise TypeError(f"Model: distributions must be a non-empty list of pgm distributions; got {bad or 'none'}.")
-        self.loss, self.test_loss = loss, test_loss if test_loss is not None else loss
-        # networks of the formula that are not distributions (a learned baseline, a term's network) train too
-        extra = [m for m in _unique(self.loss.modules + self.test_loss.modules)
-                 if all(m is not d and not _contains(d, m) for d in distributions)]
-        self.distributions = nn.ModuleList(distributions + extra)
-        parameters = [p for p in self.distributions.parameters() if p.requires_grad]
-        if not parameters:
-            raise ValueError("Model: the distributions have no trainable parameters.")
-        self.optimizer = optimizer(parameters, **(optimizer_params or {}))
-        self.clip_grad_norm, self.clip_grad_value = clip_grad_norm, clip_grad_value
+    def __init__(self, loss, distributions=None, optimizer=torch.optim.Adam, optimizer_params=None,
+                 clip_grad_norm=None, clip_grad_value=None, test_loss=None, compile=False, distributed=None,
+                 precision="float32"):
+        if isinstance(loss, (list, tuple)):
+            objectives = self._several(loss, distributions, optimizer, optimizer_params, clip_grad_norm,
+                                       clip_grad_value)
+        else:
+            if not isinstance(loss, Loss):
+                raise TypeError(f"Model: loss must be a pgm loss; got {type(loss).__name__}. (To train several "
+                                f"losses in turn, pass a list of Objective(loss, distributions, ...).)")
+            if distributions is None:
+                raise TypeError("Model: distributions (the distributions whose parameters are trained) is missing: "
+                                "Model(loss, [q, p], ...).")
+            if isinstance(distributions, Distribution):
+                distributions = [distributions]
+            distributions = list(distributions)
+            bad = [type(d).__name__ for d in distributions if not isinstance(d, nn.Module)]
+            if bad or not distributions:
+                raise TypeError(f"Model: distributions must be a non-empty list of pgm distributions; got "
+                                f"{bad or 'none'}.")
+            objectives = [Objective(loss, distributions, optimizer, optimizer_params, clip_grad_norm,
+                                    clip_grad_value)]
+        if test_loss is not None and not isinstance(test_loss, Loss):
+            raise TypeError(f"Model: test_loss must be a pgm loss; got {type(test_loss).__name__}.")
+        self.objectives = objectives
+        self.loss = objectives[0].loss if len(objectives) == 1 else None
+        self.test_loss = test_loss if test_loss is not None else self.loss
+        self.distributions = nn.ModuleList(self._assign_modules())
+        for objective in objectives:
+            objective.build(_trained_by(objective))
+        self.clip_grad_norm, self.clip_grad_value = objectives[0].clip_grad_norm, objectives[0].clip_grad_value
         self.compile = _compile.check_mode(compile)
         if distributed not in (None, True, False):
             raise ValueError(f"Model: distributed must be True, False or None (automatic); got {distributed!r}.")
         self.distributed = distributed
-        self._checked = {"train": False, "test": False}
-        self._reference = parameters[0]  # where the parameters live, and their dtype
+        self.precision = _step.check_precision(precision)
+        self._reference = objectives[0].parameters[0]  # where the parameters live, and their dtype
         self._modules = list(self.distributions.modules())
-        self._users = [d for d in _unique(self.loss.distributions + self.test_loss.distributions + distributions)
-                       if isinstance(d, Distribution)]
+        losses = [o.loss for o in objectives] + ([test_loss] if test_loss is not None else [])
+        declared = [d for o in objectives for d in o.distributions]
+        self.users = [d for d in _unique([d for loss in losses for d in loss.distributions] + declared)
+                      if isinstance(d, Distribution)]
         self._seen_inputs = set()
-        self._engine, self._engine_device, self._compile_failed_once = None, None, False
-        self._ddp, self._world = None, None
+        self._steps, self._steps_device, self._tester = None, None, None
+        self._compile_failed_once, self._test_checked = False, False
+        self.world, self.calls = None, 0
+        self.boxes = None
+
+    @staticmethod
+    def _several(objectives, distributions, optimizer, optimizer_params, clip_grad_norm, clip_grad_value):
+        objectives = list(objectives)
+        bad = [type(o).__name__ for o in objectives if not isinstance(o, Objective)]
+        if bad or not objectives:
+            raise TypeError(f"Model: a list given as the loss must hold Objective(loss, distributions, ...) "
+                            f"entries; got {bad or 'none'}.")
+        given = [name for name, value, default in (
+            ("distributions", distributions, None), ("optimizer", optimizer, torch.optim.Adam),
+            ("optimizer_params", optimizer_params, None), ("clip_grad_norm", clip_grad_norm, None),
+            ("clip_grad_value", clip_grad_value, None)) if value is not default]
+        if given:
+            raise TypeError(f"Model: with a list of Objective, give {', '.join(given)} to each Objective instead.")
+        for i, objective in enumerate(objectives):
+            if objective.name is None:
+                objective.name = f"objective{i + 1}" if len(objectives) > 1 else None
+        names = [o.name for o in objectives]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"Model: objective names must differ; {twice} is given more than once.")
+        if any(o.modules is not None for o in objectives):
+            raise ValueError("Model: an Objective belongs to one Model; create a new Objective for another model.")
+        return objectives
+
+    def _assign_modules(self):
+        """What each objective trains: its distributions, and the networks in its loss (a learned baseline, a
+        term's network) that are in no objective's distributions. Returns every module, in that order."""
+        declared = [d for o in self.objectives for d in o.distributions]
+        everything = _unique(declared)
+        for i, objective in enumerate(self.objectives):
+            losses = [objective.loss] + ([self.test_loss] if i == 0 and self.test_loss is not None else [])
+            extra = [m for loss in losses for m in loss.modules
+                     if all(m is not d and not _contains(d, m) for d in everything)]
+            objective._extra = _unique(extra)
+            everything += objective._extra
+        if len(self.objectives) == 1:  # one objective: its distributions first, then the extra networks
+            objective = self.objectives[0]
+            return _unique(objective.distributions) + objective._extra
+        return everything
 
     def __repr__(self):
-        lines = [f"Model(loss = {self.loss}", f"  optimizer: {type(self.optimizer).__name__}"]
+        if len(self.objectives) == 1:
+            lines = [f"Model(loss = {self.loss}", f"  optimizer: {type(self.optimizer).__name__}"]
+        else:
+            lines = ["Model("] + [f"  {o.name} = {o.loss}  [{type(o.optimizer).__name__}]" for o in self.objectives]
         lines += [f"  {getattr(d, 'prob_text', 'network')}: {type(d).__name__}" for d in self.distributions]
         return "\n".join(lines) + ")"
 
-    # ------------------------------------------------------------- stepping
-    def train(self, inputs, **params) -> float:
-        """One optimizer step on the batch ``inputs``; returns the loss before the step.
+    @property
+    def optimizer(self):
+        """The optimizer (of a model with one objective; ``model.optimizers`` lists those of several)."""
+        if len(self.objectives) > 1:
+            raise AttributeError("Model.optimizer: this model has several objectives, each with its own optimizer; "
+                                 "use model.optimizers (or model.objectives[i].optimizer).")
+        return self.objectives[0].optimizer
 
-        With distributed training, the loss is averaged over the processes.
+    @property
+    def optimizers(self):
+        """The optimizer of each objective, in order."""
+        return [o.optimizer for o in self.objectives]
+
+    @property
+    def device(self):
+        """The device the parameters are on."""
+        return self._reference.device
+
+    # ------------------------------------------------------------- stepping
+    def train(self, inputs, sync=True, **params):
+        """One optimizer step on the batch ``inputs`` (one per objective, in turn); returns the loss before it.
+
+        With ``sync=True`` (default) the loss is a float, read before the update: a non-finite loss raises
+        :class:`NonFiniteLossError` and the parameters are left as they were. With ``sync=False`` nothing
+        is read back to the host: the loss is returned as a 0-dim tensor on the device, a non-finite loss
+        makes the update a no-op there (and every later one until the next read, so the parameters stay
+        those from before it), and the error is raised at the next read: :meth:`synchronize`, a synchronous
+        step, or after 1000 pending steps. :meth:`fit` defers on accelerators. With several objectives,
+        a dict ``{name: loss}`` of the objectives stepped on this batch. With distributed training, the loss
+        is averaged over the processes (read at every step).
         """
         self._set_training(True)
         self._prepare(inputs)
-        engine = self._step_engine()
-        if engine is not None:
-            if not self._checked["train"] and self.optimizer.state:
-                self._prime(inputs, params)
-            if self._checked["train"]:
-                return engine.train(inputs, params)
-        return self._eager_train(inputs, params)
+        steps = self._step_objects()
+        self.calls += 1
+        if self.world > 1:
+            sync = True
+        if len(steps) == 1:
+            return steps[0].train(inputs, params, sync)
+        out = {}
+        for step in list(steps):
+            objective = step.objective
+            if (self.calls - 1) % objective.every == 0:
+                out[objective.name] = self._steps[self.objectives.index(objective)].train(inputs, params, sync)
+        return out
 
-    def test(self, inputs, **params) -> float:
-        """The test loss on ``inputs`` in evaluation mode, without gradients."""
+    def synchronize(self):
+        """Read the pending deferred steps: raises :class:`NonFiniteLossError` for a non-finite loss among them
+        (naming its terms; its ``call`` is the number of the :meth:`train` call that took it)."""
+        for step in self._steps or ():
+            step.settle()
+
+    def test(self, inputs, **params):
+        """The test loss on ``inputs`` in evaluation mode, without gradients (with several objectives and no
+        ``test_loss``, a dict of each objective's loss)."""
         self._set_training(False)
         self._prepare(inputs)
-        engine = self._step_engine()
-        if engine is not None and self._checked["test"]:
-            return engine.test(inputs, params).item()
+        self._step_objects()
+        if self.test_loss is not None:
+            return self._test(self.test_loss, inputs, params).item()
+        return {o.name: self._test(o.loss, inputs, params).item() for o in self.objectives}
+
+    def _test(self, loss, inputs, params):
+        if self._tester is not None and self._test_checked:
+            return self._tester(loss, inputs, self.boxes(params))
         with torch.no_grad():
-            return self._evaluate(self.test_loss, inputs, params, "test").item()
+            if self._test_checked and validation_enabled():
+                with _checks.validation(False):
+                    value = self._evaluate_test(loss, inputs, params)
+            else:
+                value = self._evaluate_test(loss, inputs, params)
+        self._test_checked = True
+        return value
+
+    def _evaluate_test(self, loss, inputs, params):
+        with _step.autocast(self.precision, self.device):
+            return _step.evaluate(loss, inputs, params)
 
     def fit(self, train_data, epochs, valid_data=None, *, checkpoint_dir=None, checkpoint_every=1, resume=None,
             keep=None, progress=True, tensorboard=None, params=None, callback=None):
@@ -201,19 +307,6 @@ class Model:
                    checkpoint_every=checkpoint_every, resume=resume, keep=keep, progress=progress,
                    tensorboard=tensorboard, params=params, callback=callback)
 
-    def _prime(self, inputs, params):
-        """Check a loaded model's parameters on an eager evaluation that changes nothing (evaluation mode, no
-        gradient, random state put back), so that its first step is compiled, as the same step of the run
-        it resumes was. (A fresh model's first step is eager: it also creates the optimizer's state.)"""
-        device = self._reference.device
-        self._set_training(False)
-        try:
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad():
-                self._forward(self.loss, inputs, params, distributed=False)
-        finally:
-            self._set_training(True)
-        self._checked["train"] = True
-
     def _set_training(self, mode):
         # Module.train() walks every submodule; skip it when nothing changed (it is most of a small step)
         if any(m.training is not mode for m in self._modules):
@@ -221,86 +314,65 @@ class Model:
 
     def _prepare(self, inputs):
         """Once per kind of input (names, devices, dtypes): check them; once per run: join the process group."""
-        if self._world is None:
-            self._world = _distributed.world_size() if _distributed.resolve(self.distributed) else 1
+        if self.world is None:
+            self.world = _distributed.world_size() if _distributed.resolve(self.distributed) else 1
         if not isinstance(inputs, dict):
             return
         ref = self._reference
         key = (ref.device, ref.dtype,
                *((k, v.device, v.dtype) if isinstance(v, torch.Tensor) else (k, _kind(v)) for k, v in inputs.items()))
         if key not in self._seen_inputs:
-            _checks.check_inputs(inputs, self._users)
+            _checks.check_inputs(inputs, self.users)
             self._seen_inputs.add(key)
 
-    def _step_engine(self):
-        if self.compile is False or self._compile_failed_once:
-            return None
-        device = self._reference.device
-        if self._engine is None or self._engine_device != device:
-            mode = _compile.resolve_mode(self.compile, device, self._world > 1)
-            self._engine = _compile.build(mode, self, device, self._reference.dtype)
-            self._engine_device = device
-        return self._engine
+    def _step_objects(self):
+        """The step of each objective for the current device: eager, or the compiled kind."""
+        device = self.device
+        if self._steps is None or self._steps_device != device:
+            mode = False
+            if self.compile is not False and not self._compile_failed_once:
+                mode = _compile.resolve_mode(self.compile, device, self.world > 1)
+                self._tester = _compile.CompiledTest(self)
+            self.boxes = _compile.Boxes(device, self._reference.dtype)
+            self._steps = [_compile.build(mode, self, o) for o in self.objectives]
+            self._steps_device = device
+        return self._steps
 
-    def _compile_failed(self, kind, error, stacklevel=2):
+    def _compile_failed(self, step, kind, error, stacklevel=2):
+        """Warn once and swap ``step`` (or the compiled test, for None) for its eager form."""
         _compile.fallback_warning(self.compile, kind, error, stacklevel=stacklevel)
-        self._engine, self._compile_failed_once = None, True
-
-    def _forward(self, loss, inputs, params, distributed=True):
-        """The loss on ``inputs``: through DistributedDataParallel when training data-parallel."""
-        if distributed and self._world is not None and self._world > 1:
-            if self._ddp is None:
-                self._ddp = _distributed.wrap(self.distributions, _evaluate, self._reference.device)
-            return self._ddp(loss, inputs, params)
-        return _evaluate(loss, inputs, params)
-
-    def _evaluate(self, loss, inputs, params, mode):
-        """The loss, with parameter checks as set globally on the first call of each mode and off after."""
-        if not self._checked[mode] or not validation_enabled():
-            value = self._forward(loss, inputs, params, distributed=mode == "train")
-        else:
-            with _checks.validation(False):
-                value = self._forward(loss, inputs, params, distributed=mode == "train")
-        self._checked[mode] = True
-        return value
-
-    def _eager_train(self, inputs, params):
-        value = self._evaluate(self.loss, inputs, params, "train")
-        self.optimizer.zero_grad(set_to_none=True)
-        value.backward()
-        loss = self._loss_value(value, inputs, params)
-        self._update()
-        return loss
-
-    def _loss_value(self, value, inputs, params):
-        """The loss as a float (averaged over processes); a non-finite one raises before the update."""
-        if self._world > 1:
-            loss = _distributed.mean(value)
-        else:
-            loss = value.item()
-        if not math.isfinite(loss):
-            raise _checks.non_finite_report(self.loss, inputs, params, self._users, loss)
-        return loss
-
-    def _update(self):
-        if self.clip_grad_norm is not None or self.clip_grad_value is not None:
-            parameters = [p for g in self.optimizer.param_groups for p in g["params"]]
-            if self.clip_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(parameters, self.clip_grad_norm)
-            if self.clip_grad_value is not None:
-                torch.nn.utils.clip_grad_value_(parameters, self.clip_grad_value)
-        self.optimizer.step()
+        self._compile_failed_once, self._tester = True, None
+        for i, current in enumerate(self._steps or ()):
+            if current.kind != "eager":
+                eager = _step.EagerStep(self, current.objective)
+                eager.checked, eager._ddp, eager._watch = current.checked, current._ddp, current._watch
+                self._steps[i] = eager
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
-        """``{"distributions": ..., "optimizer": ...}``: the networks' and the optimizer's state dicts."""
-        return {"distributions": self.distributions.state_dict(), "optimizer": self.optimizer.state_dict()}
+        """``{"distributions": ..., "optimizer": ...}``: the networks' and the optimizer's state dicts (with
+        several objectives, ``"optimizers": {name: ...}``)."""
+        state = {"distributions": self.distributions.state_dict()}
+        if len(self.objectives) == 1:
+            state["optimizer"] = self.optimizer.state_dict()
+        else:
+            state["optimizers"] = {o.name: o.optimizer.state_dict() for o in self.objectives}
+        return state
 
     def load_state_dict(self, state):
         """Load what :meth:`state_dict` returned (a compiled step is rebuilt on the next call)."""
+        several = len(self.objectives) > 1
+        if several != ("optimizers" in state):
+            raise ValueError(f"Model.load_state_dict: the state is of a model with "
+                             f"{'one objective' if several else 'several objectives'}, this one has "
+                             f"{'several' if several else 'one'}.")
+        if several and set(state["optimizers"]) != {o.name for o in self.objectives}:
+            raise ValueError(f"Model.load_state_dict: the state holds the objectives {sorted(state['optimizers'])}, "
+                             f"this model has {sorted(o.name for o in self.objectives)}.")
         self.distributions.load_state_dict(state["distributions"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self._engine = None  # a captured step holds the old optimizer state; build it again
+        for objective in self.objectives:
+            objective.optimizer.load_state_dict(state["optimizers"][objective.name] if several else state["optimizer"])
+        self._steps = None  # a captured step holds the old optimizer state; build it again
 
     def save(self, path):
         """Save the parameters and the optimizer state (atomically)."""
@@ -309,3 +381,7 @@ class Model:
     def load(self, path, map_location=None):
         """Load what :meth:`save` wrote, or a checkpoint written by :meth:`fit`."""
         self.load_state_dict(torch.load(path, map_location=map_location, weights_only=True))
+
+
+def _trained_by(objective):
+    return _unique(objective.distributions) + objective._extra

@@ -194,7 +194,7 @@ def test_compile_option_trains_the_compiled_step(tmp_path, monkeypatch, capsys):
         return lookup_backend("aot_eager")(graph, example_inputs)
     monkeypatch.setattr(_compile, "BACKEND", backend)
     _, saved, (model,) = run("vae", tmp_path / "run", capsys, monkeypatch, "--compile", "inductor")
-    assert graphs and isinstance(model._engine, _compile.InductorStep) and not model._compile_failed_once
+    assert graphs and isinstance(model._steps[0], _compile.InductorStep) and not model._compile_failed_once
     assert saved["settings"]["compile"] == "inductor"
     assert saved["history"]["loss"] == pytest.approx(VAE_TRAINING_LOSS, rel=1e-3)
     assert saved["ELBO"] == pytest.approx(PINNED["vae"]["ELBO"], abs=0.1)

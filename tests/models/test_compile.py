@@ -165,7 +165,7 @@ def test_a_failing_compiler_warns_once_and_trains_eagerly(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tested = [model.test(batch(16, 99), beta=1.0), model.test(batch(16, 98), beta=1.0)]
-    assert model._engine is None
+    assert model._steps[0].kind == "eager"
     torch.testing.assert_close(torch.tensor([second] + tested), torch.tensor(eager[0][1:]))
 
 
@@ -178,7 +178,7 @@ def test_a_users_error_in_a_compiled_step_is_the_eager_error(backend):
     with pytest.raises(ValueError, match=r"q\(z\|x\) needs input `x` \(event shape \(6,\)\); got a tensor of shape "
                                          r"\(16, 5\)"):
         model.train({"x": torch.zeros(16, 5)}, beta=1.0)
-    assert model._engine is not None  # still compiled
+    assert model._steps[0].kind != "eager"  # still compiled
 
 
 def test_non_finite_loss_in_a_compiled_step_stops_before_the_update(backend):
@@ -315,8 +315,9 @@ class StandInGraphs:
 def with_stand_in_graphs(model):
     graphs = StandInGraphs()
     model.compile = "cudagraph"
-    model._engine = _compile.CUDAGraphStep(model, torch.device("cpu"), torch.float32, graphs=graphs)
-    model._engine_device = torch.device("cpu")
+    model.world, model.boxes = 1, _compile.Boxes(torch.device("cpu"), torch.float32)
+    model._steps = [_compile.CUDAGraphStep(model, model.objectives[0], graphs=graphs)]
+    model._steps_device = torch.device("cpu")
     return model, graphs
 
 
@@ -327,7 +328,7 @@ def test_cuda_graph_step_replays_the_eager_step(backend):
     replayed = run(model, steps)
     # warming up put back BatchNorm's statistics and the random state: the numbers are eager's
     assert_same_run(eager, replayed, rtol=1e-6, atol=1e-6)
-    assert graphs.captures == 4  # forward+backward and update, for each batch size
+    assert graphs.captures == 2  # the whole step as one graph, for each batch size
 
 
 def test_cuda_graph_step_stops_before_the_update_on_a_non_finite_loss(backend):
@@ -353,7 +354,7 @@ def test_cuda_graph_step_falls_back_when_capture_fails(backend):
     with pytest.warns(UserWarning, match=r"Model\(compile='cudagraph'\): could not capture the training step "
                                          r"\(RuntimeError: operation not permitted when stream is capturing\)"):
         model.train(batch(), beta=1.0)
-    assert model._engine is None
+    assert model._steps[0].kind == "eager"
 
 
 def test_capturable_optimizers_get_their_step_on_the_parameters_device():
@@ -388,4 +389,4 @@ def test_named_data_sets_compile_once_and_capture(backend):
     assert backend.graphs == graphs
     model, stand_in = with_stand_in_graphs(build())
     torch.testing.assert_close(torch.tensor(train(model)), torch.tensor(eager), rtol=1e-6, atol=1e-6)
-    assert stand_in.captures == 2
+    assert stand_in.captures == 1  # one graph for the whole step

@@ -1,4 +1,4 @@
-"""On a CUDA device, the real thing: the training step captured as CUDA graphs and replayed (test_compile.py checks
+"""On a CUDA device, the real thing: the training step captured as one CUDA graph and replayed (test_compile.py checks
 the same step on the CPU with stand-ins for the CUDA calls), inductor's CUDA code, fit and resume, and a script.
 
 Marked ``cuda`` and skipped without a GPU; ``python -m pytest -m cuda`` runs only these (benchmarks/gpu.sh).
@@ -81,7 +81,7 @@ def assert_same_run(a, b, **tolerance):
 
 
 def captured(model):
-    engine = model._engine
+    engine = model._steps[0]
     assert isinstance(engine, _compile.CUDAGraphStep) and not model._compile_failed_once
     return engine.captured
 
@@ -94,7 +94,7 @@ def test_a_captured_step_computes_the_eager_step(aot_eager):
     graphs = captured(model)
     assert len(graphs) == 2  # one capture per batch size; beta and lr changed without recapturing
     for step in graphs.values():
-        assert isinstance(step.forward_backward, torch.cuda.CUDAGraph) and isinstance(step.update, torch.cuda.CUDAGraph)
+        assert isinstance(step.graph, torch.cuda.CUDAGraph)  # forward, backward and update: one graph
     assert all(g["capturable"] for g in model.optimizer.param_groups)
     assert_same_run(eager, replayed, **CLOSE)
     # the step trained: the loss went down from the first steps
@@ -132,7 +132,7 @@ def test_an_inductor_step_computes_the_eager_step_on_cuda():
     with torch._inductor.config.patch(fallback_random=True):  # eager's random numbers
         model = vae("inductor", clip_grad_norm=1.0)
         compiled = run(model)
-    assert isinstance(model._engine, _compile.InductorStep) and not model._compile_failed_once
+    assert isinstance(model._steps[0], _compile.InductorStep) and not model._compile_failed_once
     assert_same_run(eager, compiled, rtol=1e-4, atol=1e-4)
 
 
