@@ -219,7 +219,11 @@ class InductorStep(_CompiledStep):
         self._run(self._update, lambda: EagerStep.update(self))
 
     def guarded_update(self, value):
-        self._run(self._guarded_update, lambda v: EagerStep.guarded_update(self, v), value)
+        if getattr(self.optimizer, "_step_supports_amp_scaling", False):
+            # a fused optimizer's update is one kernel already, and Dynamo does not pass it the found-inf flag
+            EagerStep.guarded_update(self, value)
+        else:
+            self._run(self._guarded_update, lambda v: EagerStep.guarded_update(self, v), value)
 
 
 class CUDAGraphs:

@@ -192,7 +192,7 @@ class _Progress:
                                    dynamic_ncols=True, leave=False, file=sys.stderr)
         elif self.inner is not None:
             self.inner.update()
-        if self.inner is not None:
+        if self.inner is not None and mean_loss is not None:
             self.inner.set_postfix(loss=f"{mean_loss:.4g}", refresh=False)
 
     def end_epoch(self, record):
@@ -225,14 +225,17 @@ def _tqdm():
 
 
 def _short(key):
+    if key.startswith(("train_loss:", "valid_loss:")):  # several objectives: "loss:generator", "valid:generator"
+        return f"{_short(key.split(':')[0])}:{key.split(':', 1)[1]}"
     return {"train_loss": "loss", "valid_loss": "valid"}.get(key, key.split(":")[-1])
 
 
 def _summary(record):
-    parts = [f"epoch {record['epoch']}", f"train loss {record['train_loss']:.6g}"]
-    if "valid_loss" in record:
-        parts.append(f"valid loss {record['valid_loss']:.6g}")
-    parts += [f"{k} {v:.6g}" for k, v in record.items() if k not in ("epoch", "train_loss", "valid_loss")]
+    parts = [f"epoch {record['epoch']}"]
+    for key, value in record.items():
+        if key.startswith(("train_loss", "valid_loss")):
+            parts.append(f"{key.replace('_loss', ' loss').replace(':', ' ')} {value:.6g}")
+    parts += [f"{k} {v:.6g}" for k, v in record.items() if k != "epoch" and not k.startswith(("train_loss", "valid_loss"))]
     return ", ".join(parts)
 
 
@@ -271,13 +274,53 @@ class _Interrupt:
 
 
 # ------------------------------------------------------------------ the loop
+def _named(losses, prefix):
+    """``{"train_loss": v}`` for one objective's loss, ``{"train_loss:<name>": v, ...}`` for several."""
+    if isinstance(losses, dict):
+        return {f"{prefix}:{name}": value for name, value in losses.items()}
+    return {prefix: losses}
+
+
+class _Losses:
+    """The batch-size weighted sums of an epoch's training losses, per objective. While steps are deferred the
+    sums are tensors on the device, added to without reading them; :meth:`read` turns them into floats."""
+
+    def __init__(self, state=None):
+        self.sums, self.counts = {}, {}
+        if isinstance(state, (list, tuple)):  # a checkpoint of one objective written before several existed
+            state = {"sums": {"train_loss": state[0]}, "counts": {"train_loss": state[1]}} if state[1] else None
+        if state:
+            self.sums, self.counts = dict(state["sums"]), dict(state["counts"])
+
+    def add(self, losses, size):
+        for key, value in _named(losses, "train_loss").items():
+            self.sums[key] = self.sums.get(key, 0.0) + (value.detach() if isinstance(value, torch.Tensor) else value) * size
+            self.counts[key] = self.counts.get(key, 0) + size
+
+    def read(self):
+        self.sums = {k: float(v) for k, v in self.sums.items()}
+
+    def means(self):
+        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+
+    def shown(self):
+        """The mean loss for the progress bar (the first objective's), or None while it is on the device."""
+        for key, value in self.sums.items():
+            return None if isinstance(value, torch.Tensor) else value / self.counts[key]
+        return None
+
+    def state(self):
+        self.read()
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+
 class _Run:
-    """The position of a run (epochs and batches done, the epoch's partial loss) and its checkpoints."""
+    """The position of a run (epochs and batches done, the epoch's partial losses) and its checkpoints."""
 
     def __init__(self, model, folder, train, keep=None):
         self.model, self.folder, self.train, self.keep = model, folder, train, keep
         self.history, self.epoch, self.batch = [], 0, 0
-        self.total, self.count = 0.0, 0
+        self.losses = _Losses()
         self.epoch_rng, self.resume_rng = None, None
         self.last_checkpoint = None
         self.main = _distributed.rank() == 0
@@ -295,7 +338,7 @@ class _Run:
         self.model.load_state_dict(state)
         self.history = list(position["history"])
         self.epoch, self.batch = position["epoch"], position["batch"]
-        self.total, self.count = position["partial"]
+        self.losses = _Losses(position["partial"])
         rank = _distributed.rank()
         if self.batch:
             self.epoch_rng = position["epoch_rng"][min(rank, len(position["epoch_rng"]) - 1)]
@@ -311,12 +354,12 @@ class _Run:
         rng = _distributed.gather(get_rng_state(self.train.generators))
         epoch_rng = _distributed.gather(self.epoch_rng) if self.batch else None
         path = os.path.join(self.folder, checkpoint_name(self.epoch, self.batch))
+        partial = self.losses.state()
         if self.main:
             from .model import atomic_save
             state = self.model.state_dict()
             state["fit"] = {"epoch": self.epoch, "batch": self.batch, "history": self.history,
-                            "partial": [self.total, self.count], "rng": rng, "epoch_rng": epoch_rng,
-                            "world_size": len(rng)}
+                            "partial": partial, "rng": rng, "epoch_rng": epoch_rng, "world_size": len(rng)}
             atomic_save(state, path)
             if self.keep is not None:  # only once the new one is safely written
                 for old in _checkpoints(self.folder)[:-self.keep]:
@@ -327,47 +370,17 @@ class _Run:
 
 
 def fit(model, train_data, epochs, valid_data=None, *, checkpoint_dir=None, checkpoint_every=1, resume=None,
-        keep=None, progress=True, tensorboard=None, params=None, callback=None):
-    """Train ``model`` for ``epochs`` epochs over ``train_data``; returns the history, one dict per epoch.
-
-    Args:
-        train_data / valid_data: batches, each a dict of inputs such as ``{"x": x}``: a list, a DataLoader
-            yielding dicts, or a function returning a new iterable each epoch. The torch generators a
-            DataLoader (or its sampler) shuffles with, or that a function carries as ``.generator``, are saved
-            and restored with the checkpoints, as are torch's, numpy's and Python's global ones.
-        epochs: the number of epochs to have trained in all (a resumed run counts the epochs done before).
-        checkpoint_dir: where checkpoints go: ``epoch-0003.pt`` after 3 epochs, every ``checkpoint_every``
-            epochs and after the last. Each holds the model, the optimizer, the random states (torch, CUDA,
-            numpy, Python, the data's generators), the position and the history, written atomically.
-            A first Ctrl-C stops after the current step and writes ``epoch-0003-batch-000017.pt`` before
-            raising :class:`TrainingInterrupted` (a ``KeyboardInterrupt`` naming that checkpoint); a second
-            stops at once.
-        keep: how many of the latest checkpoints to keep (older ones are deleted once a new one is written);
-            None (default) keeps them all.
-        resume: a checkpoint path, or ``"latest"`` (the furthest in ``checkpoint_dir``; none there starts
-            afresh). Training continues exactly as if it had never stopped.
-        progress: show the run's progress: a tqdm bar over the epochs with the loss and the latest numbers
-            (an inner bar over the batches when an epoch is long); one line per epoch where stderr is not a
-            terminal (a log file, ``TERM=dumb``) or tqdm is not installed.
-        tensorboard: a log folder or a ``SummaryWriter``: logs ``loss/train`` and ``loss/valid`` per epoch.
-        params: :class:`~pgm.losses.Parameter` values: a dict, or a function of the epoch (1 for the first)
-            returning one, e.g. ``lambda epoch: {"beta": min(1.0, epoch / 10)}``.
-        callback: called after each epoch (and its validation) with the epoch's record; a dict of numbers it
-            returns (e.g. a test accuracy) is added to the record, the history, the checkpoint and TensorBoard.
-
-    Returns:
-        ``[{"epoch": 1, "train_loss": ..., "valid_loss": ...}, ...]``: the batch-size weighted mean losses
-        (``valid_loss`` only with ``valid_data``).
-
-    A non-finite loss raises :class:`NonFiniteLossError` naming the terms and the last good checkpoint,
-    which it leaves as it is (no checkpoint is written after a non-finite loss).
-    """
+        keep=None, progress=True, tensorboard=None, params=None, callback=None, sync_every=None):
+    """Train ``model`` for ``epochs`` epochs over ``train_data``; what :meth:`Model.fit` documents."""
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
         raise ValueError(f"fit: epochs must be a whole number >= 0; got {epochs!r}.")
     if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
         raise ValueError(f"fit: checkpoint_every must be a whole number >= 1; got {checkpoint_every!r}.")
     if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 1):
         raise ValueError(f"fit: keep must be a whole number >= 1 (or None to keep every checkpoint); got {keep!r}.")
+    if sync_every is not None and (not isinstance(sync_every, int) or isinstance(sync_every, bool) or sync_every < 1):
+        raise ValueError(f"fit: sync_every must be a whole number >= 1 (or None: every step on the CPU, every "
+                         f"{DEFERRED} steps on an accelerator); got {sync_every!r}.")
     if callback is not None and not callable(callback):
         raise TypeError(f"fit: callback must be a function of the epoch's record; got {type(callback).__name__}.")
     if resume == "latest" and checkpoint_dir is None:
@@ -380,11 +393,13 @@ def fit(model, train_data, epochs, valid_data=None, *, checkpoint_dir=None, chec
         run.restore(path)
     writer, owned = _tensorboard(tensorboard) if run.main else (None, False)
     world = _distributed.world_size() if _distributed.resolve(model.distributed) else 1
+    if sync_every is None:
+        sync_every = 1 if model.device.type == "cpu" or world > 1 else DEFERRED
     bar = _Progress(progress and run.main, epochs, run.epoch, train.sized())
     try:
         with _Interrupt(enabled=world == 1) as interrupt:
-            _epochs(run, model, train, valid, epochs, checkpoint_every, bar, writer, params,
-                    interrupt, world, callback)
+            _Loop(run, model, train, valid, epochs, checkpoint_every, bar, writer, params, interrupt, world,
+                  callback, sync_every).epochs_to_go()
     except KeyboardInterrupt:
         raise TrainingInterrupted(run.last_checkpoint if run.folder is not None else None) from None
     finally:
@@ -394,98 +409,173 @@ def fit(model, train_data, epochs, valid_data=None, *, checkpoint_dir=None, chec
     return run.history
 
 
-def _epochs(run, model, train, valid, epochs, checkpoint_every, progress, writer, params, interrupt, world,
-            callback=None):
-    phase = "data"
-    try:
-        while run.epoch < epochs:
-            epoch = run.epoch + 1
-            values = _params_for(params, epoch)
-            if run.batch:
-                set_rng_state(run.epoch_rng, train.generators)
-            elif run.folder is not None:
-                run.epoch_rng = get_rng_state(train.generators)
-            batches = train.epoch(epoch)
-            for index in range(run.batch):  # the batches this epoch trained on before it was interrupted
-                if next(batches, None) is None:
-                    raise ValueError(f"fit: resuming needs the same train_data; it now has fewer than {run.batch} "
-                                     f"batches in epoch {epoch}.")
-            if run.resume_rng is not None:
-                set_rng_state(run.resume_rng, train.generators)
-                run.resume_rng = None
-            progress.start_epoch(epoch, run.batch)
-            try:
-                for batch in batches:
-                    train.check(batch)
-                    phase = "step"
-                    try:
-                        loss = model.train(batch, **values)
-                    except NonFiniteLossError as error:
-                        kept = (f"the last good checkpoint, {run.last_checkpoint}, is kept" if run.last_checkpoint
-                                else "no checkpoint was written (pass checkpoint_dir= to keep one)")
-                        error.args = (f"{error.args[0]} At epoch {epoch}, batch {run.batch + 1}; {kept}.",)
-                        error.checkpoint = run.last_checkpoint
-                        raise
-                    phase = "data"
-                    size = _batch_size(batch)
-                    run.total, run.count, run.batch = run.total + loss * size, run.count + size, run.batch + 1
-                    progress.step(run.total / run.count)
-                    if interrupt.requested:
-                        if run.folder is not None:
-                            run.save()
-                        raise KeyboardInterrupt
-                if run.count == 0:
-                    raise ValueError(f"fit: train_data gave no batches in epoch {epoch}; a function passed as data "
-                                     f"must return a new iterable each time it is called.")
-                record = {"epoch": epoch, "train_loss": run.total / run.count}
-                if valid is not None:
-                    phase = "valid"
-                    record["valid_loss"] = _validate(model, valid, epoch, values, world)
-                    phase = "data"
-            finally:
-                progress.close_inner()
-            if callback is not None:
-                phase = "callback"
-                extra = callback(dict(record))
-                phase = "data"
-                if extra is not None:
-                    if not isinstance(extra, dict):
-                        raise TypeError(f"fit: callback must return a dict of numbers or None; got "
-                                        f"{type(extra).__name__}.")
-                    clash = sorted(set(extra) & {"epoch", "train_loss", "valid_loss"})
-                    if clash:
-                        raise ValueError(f"fit: callback returned {clash}, which fit records itself; "
-                                         f"name them differently.")
-                    record.update({k: float(v) for k, v in extra.items()})
-            progress.end_epoch(record)
-            run.history.append(record)
-            run.epoch, run.batch, run.total, run.count = epoch, 0, 0.0, 0
-            if writer is not None:
-                for key, value in record.items():
-                    if key in ("train_loss", "valid_loss"):
-                        writer.add_scalar(f"loss/{key[:-5]}", value, epoch)
-                    elif key != "epoch":
-                        writer.add_scalar(key, value, epoch)
-            if run.folder is not None and (epoch % checkpoint_every == 0 or epoch == epochs or interrupt.requested):
+DEFERRED = 100  # steps between reads of the loss on an accelerator
+
+
+class _Loop:
+    """Epochs of batches: each step, the epoch's record (validation, callback), logging and checkpoints."""
+
+    def __init__(self, run, model, train, valid, epochs, checkpoint_every, progress, writer, params, interrupt,
+                 world, callback, sync_every):
+        self.run, self.model, self.train, self.valid, self.epochs = run, model, train, valid, epochs
+        self.checkpoint_every, self.progress, self.writer, self.params = checkpoint_every, progress, writer, params
+        self.interrupt, self.world, self.callback, self.sync_every = interrupt, world, callback, sync_every
+        self.between_steps = False  # where a KeyboardInterrupt leaves the model and optimizer consistent
+        self.pending = None  # (first batch, model call) of the deferred steps not read yet
+
+    def epochs_to_go(self):
+        try:
+            while self.run.epoch < self.epochs:
+                self.epoch(self.run.epoch + 1)
+        except KeyboardInterrupt:
+            # one our handler did not defer (a second Ctrl-C, a handler of the user's): save if it came between
+            # steps, where the model and optimizer are consistent; never from inside a step
+            run = self.run
+            if (self.between_steps and run.batch and run.folder is not None and self.world == 1
+                    and not self.interrupt.requested):
+                self.settle()
                 run.save()
-            if interrupt.requested:
-                raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        # A KeyboardInterrupt our handler did not defer (a second Ctrl-C, a handler of the user's): save if it
-        # came between steps, where the model and optimizer are consistent; never from inside a step.
-        if phase == "data" and run.folder is not None and world == 1 and not interrupt.requested and run.batch:
+            raise
+
+    def epoch(self, epoch):
+        values = _params_for(self.params, epoch)
+        self.progress.start_epoch(epoch, self.run.batch)
+        try:
+            for batch in self.batches(epoch):
+                self.step(epoch, batch, values)
+                if self.interrupt.requested:
+                    self.between_steps = False
+                    if self.run.folder is not None:
+                        self.settle()
+                        self.run.save()
+                    raise KeyboardInterrupt
+            self.between_steps = False
+            self.settle()
+            record = self.record(epoch, values)
+        finally:
+            self.between_steps = False
+            self.progress.close_inner()
+        self.end_epoch(epoch, record)
+
+    def batches(self, epoch):
+        """The epoch's batches, after those a resumed run already trained on."""
+        run, train = self.run, self.train
+        if run.batch:
+            set_rng_state(run.epoch_rng, train.generators)
+        elif run.folder is not None:
+            run.epoch_rng = get_rng_state(train.generators)
+        batches = train.epoch(epoch)
+        for _ in range(run.batch):  # the batches this epoch trained on before it was interrupted
+            if next(batches, None) is None:
+                raise ValueError(f"fit: resuming needs the same train_data; it now has fewer than {run.batch} "
+                                 f"batches in epoch {epoch}.")
+        if run.resume_rng is not None:
+            set_rng_state(run.resume_rng, train.generators)
+            run.resume_rng = None
+        self.between_steps = True
+        for batch in batches:
+            yield self.train.check(batch)
+            self.between_steps = True
+
+    def step(self, epoch, batch, values):
+        run, model = self.run, self.model
+        sync = self.sync_every == 1
+        if not sync and self.pending is None:
+            self.pending = (run.batch, model.calls)
+        self.between_steps = False
+        try:
+            losses = model.train(batch, sync=sync, **values)
+        except NonFiniteLossError as error:
+            raise self.located(error, run.batch + 1) from None
+        run.batch += 1
+        run.losses.add(losses, _batch_size(batch))
+        self.between_steps = True
+        if not sync and run.batch % self.sync_every == 0:
+            self.settle()
+        self.progress.step(run.losses.shown())
+
+    def settle(self):
+        """Read the deferred steps: their losses, and a non-finite one among them (located by batch)."""
+        if self.pending is None:
+            return
+        first_batch, first_call = self.pending
+        try:
+            self.model.synchronize()
+        except NonFiniteLossError as error:
+            raise self.located(error, first_batch + getattr(error, "call", first_call + 1) - first_call) from None
+        self.pending = None
+        self.run.losses.read()
+
+    def located(self, error, batch):
+        run = self.run
+        kept = (f"the last good checkpoint, {run.last_checkpoint}, is kept" if run.last_checkpoint
+                else "no checkpoint was written (pass checkpoint_dir= to keep one)")
+        error.args = (f"{error.args[0]} At epoch {run.epoch + 1}, batch {batch}; {kept}.",)
+        error.checkpoint = run.last_checkpoint
+        return error
+
+    def record(self, epoch, values):
+        """The epoch's mean training losses and, with valid_data, validation losses."""
+        run = self.run
+        if not run.losses.counts:
+            raise ValueError(f"fit: train_data gave no batches in epoch {epoch}; a function passed as data "
+                             f"must return a new iterable each time it is called.")
+        record = {"epoch": epoch, **run.losses.means()}
+        if self.valid is not None:
+            record.update(_named(_validate(self.model, self.valid, epoch, values, self.world), "valid_loss"))
+        return record
+
+    def end_epoch(self, epoch, record):
+        run = self.run
+        record = self.called_back(record)
+        self.progress.end_epoch(record)
+        run.history.append(record)
+        run.epoch, run.batch, run.losses = epoch, 0, _Losses()
+        self.log(epoch, record)
+        if run.folder is not None and (epoch % self.checkpoint_every == 0 or epoch == self.epochs
+                                       or self.interrupt.requested):
             run.save()
-        raise
+        if self.interrupt.requested:
+            raise KeyboardInterrupt
+
+    def called_back(self, record):
+        if self.callback is None:
+            return record
+        extra = self.callback(dict(record))
+        if extra is None:
+            return record
+        if not isinstance(extra, dict):
+            raise TypeError(f"fit: callback must return a dict of numbers or None; got {type(extra).__name__}.")
+        clash = sorted(k for k in extra if k == "epoch" or k.startswith(("train_loss", "valid_loss")))
+        if clash:
+            raise ValueError(f"fit: callback returned {clash}, which fit records itself; name them differently.")
+        return {**record, **{k: float(v) for k, v in extra.items()}}
+
+    def log(self, epoch, record):
+        if self.writer is None:
+            return
+        for key, value in record.items():
+            if key.startswith(("train_loss", "valid_loss")):
+                name = key.split(":")
+                self.writer.add_scalar("/".join(["loss", name[0][:-5], *name[1:]]), value, epoch)
+            elif key != "epoch":
+                self.writer.add_scalar(key, value, epoch)
 
 
 def _validate(model, valid, epoch, values, world):
-    total, count = 0.0, 0
+    """The batch-size weighted mean test loss (a dict of them with several objectives and no test_loss)."""
+    totals, count = {}, 0
     for batch in valid.epoch(epoch):
         valid.check(batch)
         size = _batch_size(batch)
-        total, count = total + model.test(batch, **values) * size, count + size
+        result = model.test(batch, **values)
+        for key, value in (result.items() if isinstance(result, dict) else [(None, result)]):
+            totals[key] = totals.get(key, 0.0) + value * size
+        count += size
     if world > 1:
-        return _distributed.weighted_mean(total, count, model._reference.device)
-    if count == 0:
+        means = {k: _distributed.weighted_mean(v, count, model.device) for k, v in totals.items()}
+    elif count == 0:
         raise ValueError(f"fit: valid_data gave no batches in epoch {epoch}.")
-    return total / count
+    else:
+        means = {k: v / count for k, v in totals.items()}
+    return means[None] if None in means else means

@@ -211,10 +211,11 @@ class EagerStep:
             try:
                 optimizer.step()
             finally:
-                del optimizer.grad_scale, optimizer.found_inf
+                optimizer.found_inf = None  # as absent: the optimizer reads getattr(self, "found_inf", None)
             return
         tensors = self._state_tensors()
-        saved = [t.clone() for t in tensors]
+        with torch.no_grad():  # plain copies (a clone of a parameter would be a non-leaf tensor)
+            saved = [t.clone() for t in tensors]
         optimizer.step()
         keep = skip.bool()
         with torch.no_grad():

@@ -260,7 +260,7 @@ class Model:
             return _step.evaluate(loss, inputs, params)
 
     def fit(self, train_data, epochs, valid_data=None, *, checkpoint_dir=None, checkpoint_every=1, resume=None,
-            keep=None, progress=True, tensorboard=None, params=None, callback=None):
+            keep=None, progress=True, tensorboard=None, params=None, callback=None, sync_every=None):
         """Train for ``epochs`` epochs over ``train_data``; returns the history, one dict per epoch.
 
         Args:
@@ -292,10 +292,17 @@ class Model:
             callback: called after each epoch (and its validation) with the epoch's record; a dict of numbers
                 it returns (e.g. a test accuracy) is added to the record, the history, the checkpoint and
                 TensorBoard.
+            sync_every: read the loss back to the host every this many steps (and at the end of each epoch,
+                before a checkpoint). Between reads the steps are deferred (``train(..., sync=False)``): the
+                losses are summed on the device, a non-finite loss skips its update there and is reported at
+                the next read, naming its terms and batch. None (default): every step on the CPU, where
+                reading costs nothing, every 100 steps on an accelerator, where each read would stall the
+                queue of work.
 
         Returns:
             ``[{"epoch": 1, "train_loss": ..., "valid_loss": ...}, ...]``: the batch-size weighted mean losses
-            (``valid_loss`` only with ``valid_data``).
+            (``valid_loss`` only with ``valid_data``). With several objectives, ``train_loss:<name>`` (and
+            ``valid_loss:<name>`` without a ``test_loss``) for each.
 
         Raises:
             NonFiniteLossError: on a non-finite loss, naming the terms and the last good checkpoint, which
@@ -305,7 +312,7 @@ class Model:
         from ._fit import fit
         return fit(self, train_data, epochs, valid_data, checkpoint_dir=checkpoint_dir,
                    checkpoint_every=checkpoint_every, resume=resume, keep=keep, progress=progress,
-                   tensorboard=tensorboard, params=params, callback=callback)
+                   tensorboard=tensorboard, params=params, callback=callback, sync_every=sync_every)
 
     def _set_training(self, mode):
         # Module.train() walks every submodule; skip it when nothing changed (it is most of a small step)

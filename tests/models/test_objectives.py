@@ -1,0 +1,175 @@
+"""Several objectives (``Model([Objective(...), ...])``), each with its own parameters and optimizer, stepped in
+turn; checked against the same alternation written in plain PyTorch."""
+import pytest
+import torch
+from torch import nn
+
+from pgm.distributions import Bernoulli, Normal
+from pgm.losses import KL, E, LogProb, Term
+from pgm.models import Model, Objective, _compile
+
+
+class Critic(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Linear(6, 1)
+
+    def forward(self, x):
+        return self.net(x).squeeze(-1)
+
+
+class Decoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Linear(2, 6)
+
+    def forward(self, z):
+        return {"logits": self.net(z)}
+
+
+def gan_like():
+    """A toy adversarial pair: the critic separates data from the generator's relaxed draws, the generator
+    fools it. Losses written with Term so that both use the generator's reparameterized sample."""
+    torch.manual_seed(0)
+    critic = Critic()
+    generator = Normal("p(y|z)", net=lambda z: {"loc": decoder(z)["logits"], "scale": torch.ones(z.shape[0], 6)})
+    decoder = Decoder()
+    generator.extra = decoder
+    real = Term(lambda x: critic(x), r"D(x)", inputs={"x": "x"})
+    fake = Term(lambda y: critic(y), r"D(y)", inputs={"y": generator})
+    fool = Term(lambda y: critic(y), r"D(y)", inputs={"y": generator})
+    d_loss = (fake - real).mean()
+    g_loss = (-fool).mean()
+    return critic, decoder, generator, d_loss, g_loss
+
+
+def batches(n=4):
+    g = torch.Generator().manual_seed(3)
+    return [{"x": torch.randn(8, 6, generator=g), "z": torch.randn(8, 2, generator=g)} for _ in range(n)]
+
+
+def plain_torch(critic, decoder, data, every=1, lr=(0.05, 0.02)):
+    d_opt = torch.optim.SGD(critic.parameters(), lr=lr[0], momentum=0.5)
+    g_opt = torch.optim.SGD(decoder.parameters(), lr=lr[1], momentum=0.5)
+    losses = []
+    for i, b in enumerate(data):
+        torch.manual_seed(10 + i)
+        y = decoder.net(b["z"]) + torch.randn(8, 6)
+        d = (critic(y) - critic(b["x"])).mean()
+        d_opt.zero_grad()
+        d.backward()
+        d_opt.step()
+        step = {"critic": d.item()}
+        if i % every == 0:
+            y = decoder.net(b["z"]) + torch.randn(8, 6)
+            g = (-critic(y)).mean()
+            g_opt.zero_grad()
+            g.backward()
+            g_opt.step()
+            step["generator"] = g.item()
+        losses.append(step)
+    return losses
+
+
+def pgm_model(every=1, compile=False):
+    critic, decoder, generator, d_loss, g_loss = gan_like()
+    model = Model([
+        Objective(d_loss, [critic], optimizer=torch.optim.SGD, optimizer_params={"lr": 0.05, "momentum": 0.5}, name="critic"),
+        Objective(g_loss, [decoder], optimizer=torch.optim.SGD, optimizer_params={"lr": 0.02, "momentum": 0.5},
+                  name="generator",
+                  every=every),
+    ], compile=compile)
+    return model, critic, decoder
+
+
+def train(model, data):
+    out = []
+    for i, b in enumerate(data):
+        torch.manual_seed(10 + i)
+        out.append(model.train(b))
+    return out
+
+
+@pytest.mark.parametrize("every", [1, 2])
+def test_objectives_step_in_turn_as_plain_torch_does(every):
+    model, critic, decoder = pgm_model(every)
+    got = train(model, batches())
+    ref_critic, ref_decoder, *_ = gan_like()
+    expected = plain_torch(ref_critic, ref_decoder, batches(), every)
+    assert [sorted(g) for g in got] == [sorted(e) for e in expected]
+    for g, e in zip(got, expected):
+        for key in e:
+            assert g[key] == pytest.approx(e[key], rel=1e-5, abs=1e-6)
+    for a, b in zip(list(critic.parameters()) + list(decoder.parameters()),
+                    list(ref_critic.parameters()) + list(ref_decoder.parameters())):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_critic_step_leaves_the_generator_alone():
+    model, critic, decoder = pgm_model()
+    model.train(batches(1)[0])
+    before = [p.detach().clone() for p in decoder.parameters()]
+    grads = [p.grad.clone() for p in decoder.parameters()]
+    critic_step, _ = model._steps
+    critic_step.train(batches(2)[1], {}, True)
+    assert all(torch.equal(a, b) for a, b in zip(before, decoder.parameters()))
+    assert all(torch.equal(a, p.grad) for a, p in zip(grads, decoder.parameters()))  # no gradient reached it
+
+
+def test_compiled_objectives_match_eager(monkeypatch):
+    monkeypatch.setattr(_compile, "BACKEND", "aot_eager")
+    eager, *_ = pgm_model()
+    compiled, *_ = pgm_model(compile="inductor")
+    e, c = train(eager, batches()), train(compiled, batches())
+    for a, b in zip(e, c):
+        assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
+    assert all(s.kind == "inductor" for s in compiled._steps)
+
+
+def test_fit_records_each_objective_and_resumes_exactly(tmp_path):
+    model, *_ = pgm_model(every=2)
+    history = model.fit(batches(), 3, progress=False, checkpoint_dir=tmp_path / "a")
+    assert set(history[0]) == {"epoch", "train_loss:critic", "train_loss:generator"}
+    state = torch.load(tmp_path / "a" / "epoch-0003.pt", weights_only=True)
+    assert set(state["optimizers"]) == {"critic", "generator"}
+    assert state["optimizers"]["generator"]["state"]  # the generator's optimizer was stepped and saved
+    stopped, *_ = pgm_model(every=2)
+    stopped.fit(batches(), 2, progress=False, checkpoint_dir=tmp_path / "b")
+    resumed, *_ = pgm_model(every=2)
+    again = resumed.fit(batches(), 3, progress=False, checkpoint_dir=tmp_path / "b", resume="latest")
+    assert again[-1] == pytest.approx(history[-1], rel=1e-6)
+    for a, b in zip(model.distributions.parameters(), resumed.distributions.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_model_of_one_objective_cannot_load_one_of_several(tmp_path):
+    model, *_ = pgm_model()
+    model.save(tmp_path / "two.pt")
+    torch.manual_seed(0)
+    q, p = Normal("q(z|x)", net=lambda x: {"loc": x[:, :2], "scale": torch.ones(x.shape[0], 2)}), \
+        Bernoulli("p(x|z)", net=Decoder())
+    one = Model((KL(q, Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])) - E(q, LogProb(p))).mean(), [p])
+    with pytest.raises(ValueError, match="the state is of a model with several objectives, this one has one"):
+        one.load(tmp_path / "two.pt")
+
+
+def test_misuse_is_explained():
+    critic, decoder, generator, d_loss, g_loss = gan_like()
+    with pytest.raises(ValueError, match=r"objective names must differ; \['a'\] is given more than once"):
+        Model([Objective(d_loss, [critic], name="a"), Objective(g_loss, [decoder], name="a")])
+    with pytest.raises(TypeError, match="give distributions, optimizer_params to each Objective instead"):
+        Model([Objective(d_loss, [critic]), Objective(g_loss, [decoder])], [critic], optimizer_params={"lr": 1})
+    with pytest.raises(TypeError, match=r"must hold Objective\(loss, distributions, \.\.\.\) entries; got \['Sum'\]|"
+                                        r"must hold Objective"):
+        Model([d_loss])
+    with pytest.raises(ValueError, match="Objective: every must be a whole number >= 1; got 0"):
+        Objective(d_loss, [critic], every=0)
+    with pytest.raises(ValueError, match="Objective: name must be a short identifier"):
+        Objective(d_loss, [critic], name="the critic")
+    model = Model([Objective(d_loss, [critic]), Objective(g_loss, [decoder])])
+    assert [o.name for o in model.objectives] == ["objective1", "objective2"]
+    with pytest.raises(AttributeError, match="this model has several objectives.*use model.optimizers"):
+        model.optimizer
+    assert len(model.optimizers) == 2
+    with pytest.raises(ValueError, match="an Objective belongs to one Model"):
+        Model(model.objectives)
