@@ -48,17 +48,23 @@ def wanted(args, name):
     return args.impls is None or name in [s.strip() for s in args.impls.split(",")]
 
 
+def _wait(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def measure(steps, args, device):
-    """``steps``: name -> a function running one training step and returning its loss as a float (which
-    synchronizes the device). Returns name -> (median ms per step, seconds of the warm-up steps, mean loss of
-    the timed steps: every implementation sees the same batches, so these should agree up to sampling noise)."""
+    """``steps``: name -> a function running one training step and returning its loss (a float, or a tensor
+    left on the device: nothing forces a step to wait for the host). Each round runs ``--steps / --rounds``
+    steps of one implementation and waits for the device at its end. Returns name -> (median over the rounds
+    of the ms per step, seconds of the warm-up steps, mean loss of the timed steps: every implementation sees
+    the same batches, so these should agree up to sampling noise)."""
     warm = {}
     for name, step in steps.items():
         start = time.perf_counter()
         for i in range(args.warmup):
             step(i)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        _wait(device)
         warm[name] = time.perf_counter() - start
     times = {name: [] for name in steps}
     losses = {name: [] for name in steps}
@@ -66,12 +72,14 @@ def measure(steps, args, device):
     counter = args.warmup
     for _ in range(max(1, args.rounds)):
         for name, step in steps.items():
+            out = []
+            start = time.perf_counter()
             for _ in range(per_round):
-                start = time.perf_counter()
-                loss = step(counter)
-                times[name].append(time.perf_counter() - start)
-                losses[name].append(loss)
+                out.append(step(counter))
                 counter += 1
+            _wait(device)
+            times[name].append((time.perf_counter() - start) / per_round)
+            losses[name] += [float(loss) for loss in out]
     return {name: (1e3 * statistics.median(t), warm[name], statistics.fmean(losses[name])) for name, t in times.items()}
 
 
@@ -90,13 +98,38 @@ def table(rows, reference):
 REFERENCE = "pytorch eager"
 
 
-def implementations(device, pytorch_eager, pytorch_cuda_graph, pgm_model):
-    """What both benchmarks time, in table order: hand-written PyTorch (eager; on CUDA also captured by hand as
-    one CUDA graph), pgm eager and ``compile=True`` (named by the step pgm picks on ``device``), and on CUDA
-    also pgm's inductor step. ``pgm_model(compile)`` builds a pgm step for a ``compile=`` value."""
+def hand_written(loss_fn, parameters, inputs_of, lr, compiled=False):
+    """A hand-written training step: Adam on ``parameters`` minimizing ``loss_fn(*inputs_of(i))``; with
+    ``compiled``, the loss function and the optimizer step each under ``torch.compile``, as PyTorch's tutorials
+    compile a model and its optimizer. Returns the loss without reading it."""
+    optimizer = torch.optim.Adam(list(parameters), lr=lr)
+    forward = torch.compile(loss_fn) if compiled else loss_fn
+    update = torch.compile(optimizer.step) if compiled else optimizer.step
+
+    def step(i):
+        loss = forward(*inputs_of(i))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        update()
+        return loss.detach()
+    return step
+
+
+def sync(device):
+    """How pgm's steps are timed: read at every step on the CPU (free there), deferred on a GPU, as fit does."""
+    return device.type == "cpu"
+
+
+def implementations(device, pytorch_eager, pytorch_cuda_graph, pgm_model, pytorch_compiled=None):
+    """What the benchmarks time, in table order: hand-written PyTorch (eager, under ``torch.compile``, and on
+    CUDA captured by hand as one CUDA graph), pgm eager and ``compile=True`` (named by the step pgm picks on
+    ``device``), and on CUDA also pgm's inductor step. ``pgm_model(compile)`` builds a pgm step for a
+    ``compile=`` value."""
     from pgm.models._compile import resolve_mode
 
     impls = {REFERENCE: pytorch_eager}
+    if pytorch_compiled is not None:
+        impls["pytorch torch.compile"] = pytorch_compiled
     if device.type == "cuda":
         impls["pytorch cuda graph (by hand)"] = pytorch_cuda_graph
     impls["pgm eager"] = pgm_model(False)
@@ -128,5 +161,5 @@ def capture_step(loss_fn, optimizer, static_inputs, device, warmup=3):
         for static, value in zip(static_inputs, inputs):
             static.copy_(value, non_blocking=True)
         graph.replay()
-        return static_loss.item()
+        return static_loss.clone()  # not read: the caller decides when to wait
     return step

@@ -70,7 +70,8 @@ def pgm_model(compile):
         def step(i):
             (x, w, y), (xu, wu) = data[i % len(data)]
             return model.train({"labelled": {"x": x, "w": w, "y": y}, "unlabelled": {"x": xu, "w": wu}},
-                               alpha=ALPHA, beta=BETA)
+                               alpha=ALPHA, beta=BETA, sync=sync)
+        sync = _common.sync(device)
         return step
     return build
 
@@ -125,17 +126,14 @@ def negative_objective(n, x, w, y, xu, wu):
     return -(labelled.mean() + unlabelled.mean())
 
 
-def pytorch_eager(nets, data, device):
-    optimizer = torch.optim.Adam([p for net in nets.values() for p in net.parameters()], lr=LR)
-
-    def step(i):
-        (x, w, y), (xu, wu) = data[i % len(data)]
-        loss = negative_objective(nets, x, w, y, xu, wu)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-    return step
+def pytorch(compiled):
+    def build(nets, data, device):
+        def inputs(i):
+            (x, w, y), (xu, wu) = data[i % len(data)]
+            return x, w, y, xu, wu
+        return _common.hand_written(lambda *batch: negative_objective(nets, *batch),
+                                    [p for net in nets.values() for p in net.parameters()], inputs, LR, compiled)
+    return build
 
 
 def pytorch_cuda_graph(nets, data, device):
@@ -151,7 +149,7 @@ def pytorch_cuda_graph(nets, data, device):
 
 
 def implementations(device):
-    return _common.implementations(device, pytorch_eager, pytorch_cuda_graph, pgm_model)
+    return _common.implementations(device, pytorch(False), pytorch_cuda_graph, pgm_model, pytorch(True))
 
 
 def batches(batch, device, generator, count=4):

@@ -63,16 +63,12 @@ def negative_elbo(encoder, decoder, x):
     return (kl - reconstruction).mean()
 
 
-def pytorch_eager(encoder, decoder, data, device):
-    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=LR)
-
-    def step(i):
-        loss = negative_elbo(encoder, decoder, data[i % len(data)])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-    return step
+def pytorch(compiled):
+    def build(encoder, decoder, data, device):
+        return _common.hand_written(lambda x: negative_elbo(encoder, decoder, x),
+                                    [*encoder.parameters(), *decoder.parameters()],
+                                    lambda i: (data[i % len(data)],), LR, compiled)
+    return build
 
 
 def pytorch_cuda_graph(encoder, decoder, data, device):
@@ -87,7 +83,8 @@ def pgm_model(compile):
         q, p = Normal("q(z|x)", net=encoder), Bernoulli("p(x|z)", net=decoder)
         prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[latent]).to(device)
         model = VAE(q, p, prior=prior, optimizer_params={"lr": LR}, compile=compile)
-        return lambda i: model.train({"x": data[i % len(data)]})
+        sync = _common.sync(device)
+        return lambda i: model.train({"x": data[i % len(data)]}, sync=sync)
     return build
 
 
@@ -152,7 +149,7 @@ def pyro(encoder, decoder, data, device):
 
 
 def implementations(device):
-    impls = _common.implementations(device, pytorch_eager, pytorch_cuda_graph, pgm_model)
+    impls = _common.implementations(device, pytorch(False), pytorch_cuda_graph, pgm_model, pytorch(True))
     impls["pixyz"], impls["pyro"] = pixyz, pyro
     return impls
 
