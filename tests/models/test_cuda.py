@@ -183,3 +183,36 @@ def test_the_ss_hmvae_kl_script_trains_with_captured_steps_as_eagerly(tmp_path, 
                                rtol=1e-3, atol=1e-3)
     for key in ("x", "w", "x+w"):
         assert abs(compiled[key] - eager[key]) <= 2.0  # percent; rounding may flip a few test images
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_deferred_captured_step_skips_a_nan_batch_on_the_device(fused, aot_eager):
+    """sync=False: one graph replay per step, nothing read; a NaN batch leaves the parameters (and the optimizer
+    state) as they were, and every later pending step too, until synchronize() reports it."""
+    def build(compile):
+        return vae(compile, optimizer=lambda params: torch.optim.Adam(params, lr=0.05, fused=fused))
+    eager, model = build(False), build("cudagraph")
+    torch.manual_seed(2)
+    expected = [eager.train(on_cuda(batch(16, i)), beta=1.0) for i in range(4)]
+    torch.manual_seed(2)
+    got = [model.train(on_cuda(batch(16, i)), sync=False, beta=1.0) for i in range(4)]
+    model.synchronize()
+    assert len(captured(model)) == 1
+    torch.testing.assert_close(torch.tensor([float(v) for v in got]), torch.tensor(expected), **CLOSE)
+    before = [t.detach().clone() for t in model.distributions.parameters()]
+    bad = on_cuda(batch(16, 4))
+    bad["x"][0, 0] = math.nan
+    model.train(bad, sync=False, beta=1.0)
+    model.train(on_cuda(batch(16, 5)), sync=False, beta=1.0)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite inputs: `x` \(1 of 96 values\)"):
+        model.synchronize()
+    for a, b in zip(before, model.distributions.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_bf16_on_cuda_stays_within_two_percent_of_float32(aot_eager):
+    full, half = vae(optimizer=torch.optim.Adam), vae(True, optimizer=torch.optim.Adam, precision="bf16")
+    steps = [(16, 1.0)] * 10
+    a, b = run(full, steps, halve_lr_at=None), run(half, steps, halve_lr_at=None)
+    torch.testing.assert_close(torch.tensor(b[0]), torch.tensor(a[0]), rtol=0.02, atol=0.02)
+    assert all(p.dtype == torch.float32 for p in half.distributions.parameters())
