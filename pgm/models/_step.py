@@ -70,13 +70,7 @@ class Objective:
                  clip_grad_norm=None, clip_grad_value=None, name=None, every=1):
         if not isinstance(loss, Loss):
             raise TypeError(f"Objective: loss must be a pgm loss; got {type(loss).__name__}.")
-        if isinstance(distributions, nn.Module):
-            distributions = [distributions]
-        distributions = list(distributions)
-        bad = [type(d).__name__ for d in distributions if not isinstance(d, nn.Module)]
-        if bad or not distributions:
-            raise TypeError(f"Objective{f' {name!r}' if name else ''}: distributions must be a non-empty list of "
-                            f"pgm distributions or nn.Modules; got {bad or 'none'}.")
+        distributions = module_list(distributions, f"Objective{f' {name!r}' if name else ''}")
         if name is not None and (not isinstance(name, str) or not name.isidentifier()):
             raise ValueError(f"Objective: name must be a short identifier such as 'generator'; got {name!r}.")
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
@@ -103,6 +97,18 @@ class Objective:
             raise ValueError(f"Model: the distributions{what} have no trainable parameters.")
         self.optimizer = self.optimizer_class(self.parameters, **self.optimizer_params)
         return self.optimizer
+
+
+def module_list(distributions, who):
+    """``distributions`` (one, or an iterable) as a list of modules, or an error naming ``who`` got what."""
+    if isinstance(distributions, nn.Module):
+        distributions = [distributions]
+    distributions = list(distributions)
+    bad = [type(d).__name__ for d in distributions if not isinstance(d, nn.Module)]
+    if bad or not distributions:
+        raise TypeError(f"{who}: distributions must be a non-empty list of pgm distributions (or nn.Modules); "
+                        f"got {bad or 'none'}.")
+    return distributions
 
 
 def _own_parameters(module):

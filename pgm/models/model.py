@@ -98,15 +98,8 @@ class Model:
             if distributions is None:
                 raise TypeError("Model: distributions (the distributions whose parameters are trained) is missing: "
                                 "Model(loss, [q, p], ...).")
-            if isinstance(distributions, Distribution):
-                distributions = [distributions]
-            distributions = list(distributions)
-            bad = [type(d).__name__ for d in distributions if not isinstance(d, nn.Module)]
-            if bad or not distributions:
-                raise TypeError(f"Model: distributions must be a non-empty list of pgm distributions; got "
-                                f"{bad or 'none'}.")
-            objectives = [Objective(loss, distributions, optimizer, optimizer_params, clip_grad_norm,
-                                    clip_grad_value)]
+            objectives = [Objective(loss, _step.module_list(distributions, "Model"), optimizer, optimizer_params,
+                                    clip_grad_norm, clip_grad_value)]
         if test_loss is not None and not isinstance(test_loss, Loss):
             raise TypeError(f"Model: test_loss must be a pgm loss; got {type(test_loss).__name__}.")
         self.objectives = objectives
@@ -221,10 +214,9 @@ class Model:
         if len(steps) == 1:
             return steps[0].train(inputs, params, sync)
         out = {}
-        for step in list(steps):
-            objective = step.objective
+        for i, objective in enumerate(self.objectives):
             if (self.calls - 1) % objective.every == 0:
-                out[objective.name] = self._steps[self.objectives.index(objective)].train(inputs, params, sync)
+                out[objective.name] = self._steps[i].train(inputs, params, sync)  # (a failed compile swaps steps)
         return out
 
     def synchronize(self):

@@ -8,6 +8,8 @@ from pgm.distributions import Bernoulli, Normal
 from pgm.losses import KL, E, LogProb, Term
 from pgm.models import Model, Objective, _compile
 
+from model_nets import Decoder
+
 
 class Critic(nn.Module):
     def __init__(self):
@@ -16,15 +18,6 @@ class Critic(nn.Module):
 
     def forward(self, x):
         return self.net(x).squeeze(-1)
-
-
-class Decoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Linear(2, 6)
-
-    def forward(self, z):
-        return {"logits": self.net(z)}
 
 
 def gan_like():
