@@ -78,6 +78,14 @@ class Context:
                 datasets[name] = value
                 continue
             if not isinstance(value, torch.Tensor):
+                if isinstance(value, (list, tuple)) and value and all(isinstance(v, torch.Tensor) for v in value):
+                    raise TypeError(
+                        f"input `{name}` is a {type(value).__name__} of {len(value)} tensors; it must be one "
+                        f"torch.Tensor. For sequences of different lengths, pad them into one (batch, T, ...) "
+                        f"tensor with torch.nn.utils.rnn.pad_sequence({name}, batch_first=True) and pass a "
+                        f"(batch, T) mask or (batch,) lengths as another input, named by Sum(..., mask=...) "
+                        f"or Sum(..., length=...); for equal shapes, torch.stack({name})."
+                    )
                 raise TypeError(
                     f"input `{name}` must be a torch.Tensor; got {type(value).__name__}. "
                     f"Convert it first, e.g. torch.as_tensor(...)."

@@ -1,0 +1,451 @@
+"""A loss repeated over the steps of a sequence: ``Sum(step, over="t", series=["x"], carry={"z_prev": "z"})``.
+
+The step is an ordinary loss over ordinary distributions (``q(z|x,z_prev)``, ``p(x|z)``...). At step t the
+series inputs give their slice ``x[:, t]``, each carried variable the value its source took at step t-1 (its
+initial value at the first step), and the step's terms draw their variables afresh; the per-step values are
+summed over t (steps a mask leaves out add 0). It prints as :math:`\\sum_{t=1}^{T}` with subscripted variables.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from .._errors import MissingInputError
+from .._scope import Context
+from ..distributions import Distribution, JointDistribution
+from . import _printing
+from ._base import Loss
+
+
+def _identifier(where, name):
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"{where}: names must be identifiers such as 'x' or 'z_prev'; got {name!r}.")
+    return name
+
+
+def _names(where, value):
+    names = [value] if isinstance(value, str) else list(value or ())
+    for n in names:
+        _identifier(where, n)
+    if len(set(names)) != len(names):
+        raise ValueError(f"{where} repeats a name: {names}.")
+    return names
+
+
+def _flat(distributions):
+    """The distributions and, for a product, its factors (each factor caches its own draw)."""
+    out = []
+    for d in distributions:
+        for f in [d] + (list(d.factors) if isinstance(d, JointDistribution) else []):
+            if all(f is not o for o in out):
+                out.append(f)
+    return out
+
+
+def _subscript(name, index):
+    """``x`` -> ``x_{t}``-style LaTeX: ``x_t``, ``z_{t-1}``; ``h_dec`` -> ``h_{dec,t}``."""
+    if "_" in name.strip("_"):
+        base, rest = name.split("_", 1)
+        return f"{base}_{{{rest},{index}}}"
+    return f"{name}_{index}" if len(index) == 1 else f"{name}_{{{index}}}"
+
+
+_SIGNATURE = re.compile(r"(?P<head>[A-Za-z_][A-Za-z0-9_]*(?:[_^]\{[^{}()]*\})*)\((?P<args>[A-Za-z0-9_ ,|]*)\)")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _rename_text(text, names):
+    """Rename the variables inside every signature ``p(x|z)`` of a printed term."""
+    if text in names:  # an Input printed as its name
+        return names[text]
+    return _SIGNATURE.sub(lambda m: m["head"] + "(" + _WORD.sub(lambda w: names.get(w[0], w[0]), m["args"]) + ")",
+                          text)
+
+
+def _rename(expr, names):
+    """The sympy tree of a printed step with its variables subscripted (leaves' strings rewritten)."""
+    import sympy
+    from sympy.core.symbol import Str
+
+    if isinstance(expr, Str):
+        return Str(_rename_text(expr.name, names))
+    if not expr.args:
+        return expr
+    args = [_rename(a, names) for a in expr.args]
+    if type(expr).__module__ == _printing.__name__:
+        return sympy.Basic.__new__(type(expr), *args)
+    try:
+        return expr.func(*args, evaluate=False)
+    except TypeError:
+        return expr.func(*args)
+
+
+class Sum(Loss):
+    r"""A loss summed over the steps of sequences, :math:`\sum_{t=1}^{T} \mathcal{L}_t`, per example.
+
+    ``step`` is written with ordinary distributions, one step's variables plain (``x``, ``z``) and the previous
+    step's under names of their own (``z_prev``). At each step t:
+
+    - every ``series`` input, given as ``(batch, T, ...)`` (the time axis right after the batch dim), is its
+      slice at t, ``x[:, t]``;
+    - every carried variable takes the value its source took at step t-1: ``carry={"z_prev": "z"}`` carries the
+      draw of ``z`` made in step t-1 (by ``E(q, ...)``, the one draw every term of that step shares);
+      ``carry={"h_prev": f}`` carries the variable of the distribution ``f`` (e.g. a
+      :class:`~pgm.distributions.Deterministic` RNN cell ``f(h|x,z,h_prev)``), drawn after the step's terms
+      from the step's inputs and draws where the step itself did not draw it;
+    - at the first step, a carried variable takes its initial value: ``initial={"z_prev": ...}`` gives an input's
+      name (one value per sequence), or a tensor of the variable's event shape (the same for every sequence;
+      an ``nn.Parameter`` is learned); without one, the input of the carried variable's own name;
+    - the step's terms draw their variables afresh (each once per step, shared by the step's terms).
+
+    The per-step values are summed; with ``mask`` (an input ``(batch, T)``, true at the real steps) or
+    ``length`` (an input ``(batch,)`` of sequence lengths) the other steps add 0, so sequences of unequal
+    lengths are padded to a common T (with finite values, e.g. zeros) and masked. A carried variable must be
+    one draw per sequence (no ``sample_shape`` on its expectation); for K trajectories per sequence, repeat the
+    batch K times. Compiled (``Model(compile=...)``), the T steps are unrolled into one graph: compiling takes
+    longer as T grows, and a new T compiles once more.
+
+    It prints as :math:`\sum_{t=1}^{T}\left[\dots\right]` with the step's variables subscripted: series and
+    the step's draws :math:`x_t, z_t`, carried ones by their source, :math:`z_{t-1}`.
+
+    >>> import torch
+    >>> from pgm.distributions import Bernoulli, Normal
+    >>> from pgm.losses import E, KL, LogProb
+    >>> gaussian = lambda *v: {"loc": torch.cat(v, -1)[..., :2], "scale": torch.ones(2)}
+    >>> q = Normal("q(z|x,z_prev)", net=gaussian)
+    >>> prior = Normal("p(z|z_prev)", net=gaussian)
+    >>> p = Bernoulli("p(x|z)", net=lambda z: {"logits": z.repeat(1, 2)})
+    >>> loss = Sum(KL(q, prior) - E(q, LogProb(p)), series=["x"], carry={"z_prev": "z"},
+    ...            initial={"z_prev": torch.zeros(2)})
+    >>> print(loss.latex())
+    \sum_{t=1}^{T} \left[D_{KL}\left[q(z_t|x_t,z_{t-1})\|p(z_t|z_{t-1})\right] - \mathbb{E}_{q(z_t|x_t,z_{t-1})}\left[\log p(x_t|z_t)\right]\right]
+    >>> loss.eval({"x": torch.rand(3, 5, 4).round()}).shape       # 3 sequences of 5 steps
+    torch.Size([3])
+
+    Args:
+        step: the loss of one step, per example.
+        over: the name of the step index, printed in the sum (``"t"``; the number of steps prints in capitals).
+        series: the names of the inputs read step by step along dim 1.
+        carry: ``{carried name: source}``; a source is a variable's name (drawn in the step, or a series, e.g.
+            ``{"x_prev": "x"}``) or a distribution generating one variable.
+        initial: ``{carried name: input name, tensor or nn.Parameter}``, the values at the first step.
+        mask: the name of a ``(batch, T)`` input, true (or 1) at the steps that count.
+        length: the name of a ``(batch,)`` input of integer sequence lengths (instead of ``mask``).
+        steps: the number of steps, where there is no series to read it from.
+
+    Attributes:
+        initial: an ``nn.Module`` holding the initial values given as tensors, by carried name
+            (``loss.initial.z_prev``); move it with the distributions (``loss.initial.to(device)``).
+    """
+
+    def __init__(self, step, over="t", *, series=(), carry=None, initial=None, mask=None, length=None, steps=None):
+        if not isinstance(step, Loss):
+            raise TypeError(f"Sum takes the loss of one step, e.g. Sum(KL(q, prior) - E(q, LogProb(p)), ...); "
+                            f"got {type(step).__name__}.")
+        self.over = _identifier("Sum(over=...)", over)
+        where = f"Sum over {over}"
+        self.step, self.children = step, (step,)
+        self.series = _names(f"{where}: series", series)
+        if not isinstance(carry or {}, dict):
+            raise TypeError(f"{where}: carry must be a dict {{carried name: source}}, e.g. {{'z_prev': 'z'}}; got "
+                            f"{type(carry).__name__}.")
+        self.carry = dict(carry or {})
+        for name in (mask, length):
+            if name is not None:
+                _identifier(f"{where}: mask/length", name)
+        if mask is not None and length is not None:
+            raise ValueError(f"{where}: give mask= or length=, not both.")
+        self.mask, self.length = mask, length
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"{where}: steps must be a positive integer; got {steps!r}.")
+        if not self.series and steps is None:
+            raise ValueError(f"{where}: the number of steps comes from the series inputs; name them "
+                             f"(series=['x'] for an input x of shape (batch, T, ...)) or give steps=T.")
+        self.steps = steps
+        self._check_carry(where)
+        # the distributions whose draws a step may carry (a step's cache is keyed by their ids)
+        self._drawers = _flat(self.step._distributions()) + self._carry_distributions
+        self._initial_names, self.initial = {}, nn.Module()
+        self._check_initial(where, dict(initial or {}) if isinstance(initial, dict) or initial is None else initial)
+
+    # ------------------------------------------------------------ checks
+    def _step_drawn(self):
+        """The variables the step's own distributions generate (drawn at each step)."""
+        return [v for d in _flat(self.step._distributions()) for v in d.var]
+
+    def _check_carry(self, where):
+        drawn = self._step_drawn()
+        self._carry_distributions = []
+        used = set(self.step._free()) | {v for d in _flat(self.step._distributions()) for v in d.cond_var}
+        for name, source in self.carry.items():
+            _identifier(f"{where}: carry", name)
+            if name in self.series:
+                raise ValueError(f"{where}: `{name}` is both a series and carried; a variable is read from the "
+                                 f"inputs step by step or carried from the previous step, not both.")
+            if isinstance(source, Distribution):
+                if len(source.var) != 1:
+                    raise ValueError(f"{where}: carry={{{name!r}: {source.prob_text}}}: a carried distribution must "
+                                     f"generate one variable; it generates {source.var}.")
+                if not source.has_sample:
+                    raise ValueError(f"{where}: carry={{{name!r}: {source.prob_text}}}: {type(source).__name__} "
+                                     f"cannot be sampled.")
+                self._carry_distributions.append(source)
+                used |= set(source.cond_var)
+            elif isinstance(source, str):
+                if source not in drawn and source not in self.series:
+                    raise ValueError(
+                        f"{where}: carry={{{name!r}: {source!r}}}: no distribution of the step generates `{source}` "
+                        f"and it is not a series (the step draws {drawn or 'nothing'}; the series are "
+                        f"{self.series or 'none'}). Carry a variable the step draws, a series, or a distribution: "
+                        f"carry={{{name!r}: f}} with f generating it."
+                    )
+            else:
+                raise TypeError(f"{where}: carry[{name!r}] must be a variable's name or a distribution; got "
+                                f"{type(source).__name__}.")
+        unused = [n for n in self.carry if n not in used]
+        if unused:
+            raise ValueError(f"{where}: the carried {unused} are not used by any distribution of the step; name "
+                             f"them as a condition, e.g. q(z|x,{unused[0]}), or leave them out of carry.")
+
+    def _check_initial(self, where, initial):
+        if not isinstance(initial, dict):
+            raise TypeError(f"{where}: initial must be a dict {{carried name: value}}, e.g. "
+                            f"{{'z_prev': torch.zeros(8)}}; got {type(initial).__name__}.")
+        for name, value in initial.items():
+            if name not in self.carry:
+                raise ValueError(f"{where}: initial names `{name}`, which is not carried; the carried variables are "
+                                 f"{list(self.carry) or 'none'} (carry={{...}}).")
+            if isinstance(value, str):
+                self._initial_names[name] = _identifier(f"{where}: initial", value)
+            elif isinstance(value, nn.Parameter):
+                self.initial.register_parameter(name, value)
+            elif isinstance(value, torch.Tensor):
+                self.initial.register_buffer(name, value.detach().clone())
+            else:
+                raise TypeError(f"{where}: initial[{name!r}] must be an input's name, a tensor of the variable's "
+                                f"event shape or an nn.Parameter; got {type(value).__name__}.")
+
+    # ------------------------------------------------------------ formula
+    def _source(self, name):
+        source = self.carry[name]
+        return source if isinstance(source, str) else source.var[0]
+
+    def _has_initial(self, name):
+        return name in self._initial_names or hasattr(self.initial, name)
+
+    def _free(self):
+        drawn = set(self._step_drawn())
+        out = {}
+        for k, v in self.step._free().items():
+            if k in self.carry and not self._has_initial(k):
+                out[k] = (f"Sum over {self.over}, as the initial value of the carried `{k}` (`{self._source(k)}` "
+                          f"at step 0); pass it, or set initial={{'{k}': ...}}")
+            elif k not in self.carry:
+                out.setdefault(k, v)
+        for d in self._carry_distributions:
+            for c in d.required_var:
+                if c not in self.carry and c not in drawn and c not in d.var:
+                    out.setdefault(c, d.prob_text)
+        for k, v in self._initial_names.items():
+            out.setdefault(v, f"Sum over {self.over}, as the initial value of `{k}`")
+        return out
+
+    def _distributions(self):
+        out = Loss._distributions(self)
+        return out + [d for d in self._carry_distributions if all(d is not o for o in out)]
+
+    def _modules(self):
+        own = [self.initial] if list(self.initial.parameters()) else []
+        return own + Loss._modules(self)
+
+    def _names(self):
+        """How each step variable prints: series and draws at t, carried ones at t-1."""
+        t = self.over
+        names = {v: _subscript(v, t) for v in self.series}
+        for d in _flat(self.step._distributions()) + self._carry_distributions:
+            names.update({v: _subscript(v, t) for v in d.var})
+        names.update({k: _subscript(self._source(k), f"{t}-1") for k in self.carry})
+        return names
+
+    def _sym(self):
+        t = self.over
+        end = t.upper() if len(t) == 1 and t.upper() != t else f"T_{{{t}}}"
+        return _printing.Wrapped(rf"\sum_{{{t}=1}}^{{{end}}} \left[", r"\right]", f"sum_{{{t}=1}}^{{{end}}} [", "]",
+                                 _rename(self.step._sym(), self._names()))
+
+    def __repr__(self):
+        carried = ", ".join(f"{k} <- {self._source(k)}" for k in self.carry)
+        return f"<Sum over {self.over} (series {self.series}; carried {carried or 'none'}): {self}>"
+
+    # ------------------------------------------------------------ evaluation
+    def _eval(self, scope):
+        return self._run(scope)[0]
+
+    def draws(self, inputs=None, **params):
+        """Evaluate the steps on ``inputs`` and return every variable drawn in them and every carried one (its
+        value as each step saw it), stacked along a time axis after the batch dim: ``{"z": (batch, T, ...),
+        "z_prev": (batch, T, ...)}`` (e.g. the posterior trajectory of a state-space model)."""
+        scope = Context.from_inputs(inputs, params)
+        self.check_inputs(scope.values, params, scope.datasets)
+        return {k: torch.stack(v, len(scope.lead_shape)) for k, v in self._run(scope, keep=True)[1].items()}
+
+    def _length(self, scope):
+        where = f"Sum over {self.over}"
+        lengths = {}
+        for name in self.series:
+            value = scope.values.get(name)
+            if value is None:
+                raise MissingInputError(f"{where} reads the series `{name}` step by step; pass it as an input of "
+                                        f"shape (batch, T, ...).")
+            n = scope.lead[name]
+            if value.dim() <= n:
+                raise ValueError(f"{where}: the series `{name}` needs a time axis after the batch dim, shape "
+                                 f"(batch, T, ...); got shape {tuple(value.shape)}.")
+            lengths[name] = value.shape[n]
+        if len(set(lengths.values())) > 1:
+            listed = ", ".join(f"`{k}` has {v}" for k, v in lengths.items())
+            raise ValueError(
+                f"{where}: the series are of unequal lengths ({listed} steps along dim 1). Pad them to a common "
+                f"length T (e.g. torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True)) and say which steps "
+                f"are real: mask='mask' with an input (batch, T) true at the real steps, or length='length' with "
+                f"an input (batch,) of lengths."
+            )
+        if self.steps is not None and lengths and self.steps != next(iter(lengths.values())):
+            raise ValueError(f"{where}: steps={self.steps} but the series have {next(iter(lengths.values()))} steps; "
+                             f"leave steps out to read T from the series.")
+        return self.steps if self.steps is not None else next(iter(lengths.values()))
+
+    def _step_mask(self, scope, steps):
+        """``(batch, T)`` booleans, or None without mask or length."""
+        where = f"Sum over {self.over}"
+        name = self.mask or self.length
+        if name is None:
+            return None
+        value = scope.values.get(name)
+        if value is None:
+            kind = "mask (batch, T), true at the real steps" if self.mask else "length (batch,) of sequence lengths"
+            raise MissingInputError(f"{where}: pass the input `{name}`, its {kind}; got {sorted(scope.values)}.")
+        n = scope.lead[name]
+        if self.length is not None:
+            if value.dim() != n or value.is_floating_point():
+                raise ValueError(f"{where}: length `{name}` must hold one integer per sequence, shape (batch,); got "
+                                 f"{value.dtype} of shape {tuple(value.shape)}.")
+            if not torch.compiler.is_compiling() and bool(((value < 0) | (value > steps)).any()):
+                raise ValueError(f"{where}: length `{name}` must lie in [0, {steps}] (T = {steps} steps); got values "
+                                 f"from {int(value.min())} to {int(value.max())}.")
+            return torch.arange(steps, device=value.device) < value.unsqueeze(-1)
+        if value.dim() != n + 1 or value.shape[n] != steps:
+            raise ValueError(f"{where}: mask `{name}` must be (batch, T) = (batch, {steps}), true at the real steps; "
+                             f"got shape {tuple(value.shape)}.")
+        return value if value.dtype == torch.bool else value != 0
+
+    def _initial_values(self, scope):
+        values = {}
+        for name in self.carry:
+            if name in self._initial_names:
+                source = self._initial_names[name]
+                values[name] = scope.values[source], scope.lead[source]
+            elif hasattr(self.initial, name):
+                value = getattr(self.initial, name)
+                like = next(iter(scope.values.values()), None)
+                if like is not None and (value.device != like.device or
+                                         (like.is_floating_point() and value.dtype != like.dtype)):
+                    value = value.to(like.device, like.dtype if like.is_floating_point() else value.dtype)
+                shape = scope.lead_shape
+                values[name] = value.expand(shape + value.shape), len(shape)
+            elif name in scope.values:
+                values[name] = scope.values[name], scope.lead[name]
+            else:
+                raise MissingInputError(
+                    f"Sum over {self.over}: the carried `{name}` takes `{self._source(name)}` from the previous step, "
+                    f"so the first step needs its initial value; pass it as the input `{name}` (batch, ...), or set "
+                    f"initial={{'{name}': torch.zeros(...)}} (an nn.Parameter to learn it)."
+                )
+        return values
+
+    def _draws(self, samples, lead_shape, by_id):
+        """var -> [(distribution, value, lead)] of the one-per-example draws cached in a step's evaluation."""
+        found, other = {}, {}
+        for key, entry in samples.items():
+            if not (isinstance(key, tuple) and len(key) >= 4 and key[0] in by_id):
+                continue
+            values, lead = entry[0]
+            target = found if key[1] == () and key[3] == lead_shape else other
+            for var, value in values.items():
+                bucket = target.setdefault(var, [])
+                if all(value is not v for _, v, _ in bucket):
+                    bucket.append((by_id[key[0]], value, lead))
+        return found, other
+
+    def _carried(self, step_scope, found, other):
+        where = f"Sum over {self.over}"
+        out = {}
+        for name, source in self.carry.items():
+            if isinstance(source, Distribution):
+                hits = [h for h in found.get(source.var[0], []) if h[0] is source
+                        or (isinstance(source, JointDistribution) and any(h[0] is f for f in source.factors))]
+                if hits:
+                    out[name] = hits[0][1:]
+                    continue
+                known = {v: hits[0][1] for v, hits in found.items() if len(hits) == 1}
+                leads = {v: hits[0][2] for v, hits in found.items() if len(hits) == 1}
+                inner = source.sample(step_scope.child(known, leads, step_scope.lead_shape))
+                out[name] = inner[source.var[0]], inner.lead[source.var[0]]
+                continue
+            hits = found.get(source, [])
+            if len(hits) > 1:
+                raise ValueError(
+                    f"{where}: carry={{{name!r}: {source!r}}}: step {self.over} drew `{source}` with several "
+                    f"distributions ({', '.join(h[0].prob_text for h in hits)}); carry the one meant: "
+                    f"carry={{{name!r}: d}} with d one of them."
+                )
+            if hits:
+                out[name] = hits[0][1:]
+            elif source in step_scope.values:
+                out[name] = step_scope.values[source], step_scope.lead[source]
+            elif source in other:
+                raise ValueError(
+                    f"{where}: carry={{{name!r}: {source!r}}}: the step drew `{source}` only with a sample_shape; a "
+                    f"carried variable is one draw per sequence (leave sample_shape out of its expectation, or "
+                    f"repeat the batch for several trajectories)."
+                )
+            else:
+                raise ValueError(
+                    f"{where}: carry={{{name!r}: {source!r}}}: step {self.over} did not draw `{source}` (no term of "
+                    f"the step samples a distribution of it); take an expectation over it, E(q, ...), or carry the "
+                    f"distribution itself: carry={{{name!r}: q}}."
+                )
+        return out
+
+    def _run(self, scope, keep=False):
+        steps = self._length(scope)
+        mask = self._step_mask(scope, steps)
+        carried = self._initial_values(scope)
+        lead_shape, per_step, kept = scope.lead_shape, [], {}
+        by_id = {id(d): d for d in self._drawers}  # ids now, not when written: a copied loss has copied distributions
+        for t in range(steps):
+            values, lead = dict(scope.values), dict(scope.lead)
+            for name in self.series:
+                values[name] = scope.values[name].select(scope.lead[name], t)
+            for name, (value, n) in carried.items():
+                values[name], lead[name] = value, n
+            samples = {}  # each step draws afresh; its terms share its draws
+            step_scope = Context(values, lead, lead_shape, scope.params, samples, scope.datasets)
+            value = self.step._eval(step_scope)
+            if not isinstance(value, torch.Tensor):
+                like = next(iter(values.values()))
+                value = torch.as_tensor(value, dtype=like.dtype, device=like.device).expand(lead_shape)
+            per_step.append(value)
+            if self.carry or keep:
+                found, other = self._draws(samples, lead_shape, by_id)
+                if keep:
+                    for var, hits in list(found.items()) + [(k, [(None, values[k])]) for k in self.carry]:
+                        kept.setdefault(var, []).append(hits[0][1])
+                if t + 1 < steps:
+                    carried = self._carried(step_scope, found, other)
+        values = torch.stack(per_step, -1)  # (*lead, T): one sum (and one masking) for all the steps
+        if mask is not None:  # (batch, T), aligned with the right of (*lead, T)
+            values = torch.where(mask, values, values.new_zeros(()))
+        return values.sum(-1), kept
