@@ -67,7 +67,8 @@ def fit(x, divergence, args, out, name, critic_every=1):
     adam = {"lr": args.lr, "betas": tuple(args.betas)}
     model = Model([Objective(divergence.discriminator_loss, [divergence.discriminator], optimizer_params=adam,
                              name="discriminator"),
-                   Objective(divergence, [divergence.p], optimizer_params=adam, name="generator", every=critic_every)])
+                   Objective(divergence, [divergence.p], optimizer_params=adam, name="generator", every=critic_every)],
+                  compile=training.COMPILE[args.compile])
     shuffle = torch.Generator().manual_seed(args.seed)
 
     def batches():

@@ -149,7 +149,7 @@ class CompiledTest:
                 return self._compiled(loss, inputs, params)
             except Exception as error:
                 result = self._eager(loss, inputs, params)
-                self.model._compile_failed(None, "test", error, stacklevel=5)
+                self.model._compile_failed(None, "test", error, stacklevel=6)  # the user's model.test(...) line
                 return result
 
 
@@ -185,7 +185,7 @@ class _CompiledStep(EagerStep):
             return compiled(*args)
         except Exception as error:
             result = eager(*args)
-            self.model._compile_failed(self, self.kind, error, stacklevel=7)  # the user's model.train(...) line
+            self.model._compile_failed(self, self.kind, error, stacklevel=9)  # the user's model.train(...) line
             return result
 
 

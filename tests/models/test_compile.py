@@ -160,8 +160,10 @@ def test_a_failing_compiler_warns_once_and_trains_eagerly(monkeypatch):
     torch.manual_seed(2)
     model.train(batch(16, 0), beta=1.0)  # the first step is eager
     with pytest.warns(UserWarning, match=r"Model\(compile='inductor'\): could not compile the training step "
-                                         r"\(.*no C\+\+ compiler found.*\); the model trains in eager mode from now on"):
+                                         r"\(.*no C\+\+ compiler found.*\); the model trains in eager mode from now on") \
+            as caught:
         second = model.train(batch(16, 1), beta=0.5)
+    assert caught[0].filename == __file__  # the warning points at the user's model.train(...) line
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tested = [model.test(batch(16, 99), beta=1.0), model.test(batch(16, 98), beta=1.0)]
@@ -352,8 +354,10 @@ def test_cuda_graph_step_falls_back_when_capture_fails(backend):
     graphs.capture = fail
     model.train(batch(), beta=1.0)
     with pytest.warns(UserWarning, match=r"Model\(compile='cudagraph'\): could not capture the training step "
-                                         r"\(RuntimeError: operation not permitted when stream is capturing\)"):
+                                         r"\(RuntimeError: operation not permitted when stream is capturing\)") \
+            as caught:
         model.train(batch(), beta=1.0)
+    assert caught[0].filename == __file__
     assert model._steps[0].kind == "eager"
 
 
