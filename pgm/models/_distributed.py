@@ -58,6 +58,14 @@ def wrap(distributions, evaluate, device):
     return nn.parallel.DistributedDataParallel(module, device_ids=device_ids, static_graph=True)
 
 
+def broadcast(module):
+    """Every parameter and buffer of ``module`` as the first process has them (what DDP does for the modules it
+    wraps; done once for all of a model's, since each objective's DDP wraps only its own)."""
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
 def mean(value: torch.Tensor) -> float:
     """The mean of the scalar ``value`` over the processes."""
     tensor = value.detach().reshape(1).to(torch.float64)

@@ -315,6 +315,8 @@ class Model:
         """Once per kind of input (names, devices, dtypes): check them; once per run: join the process group."""
         if self.world is None:
             self.world = _distributed.world_size() if _distributed.resolve(self.distributed) else 1
+            if self.world > 1:
+                _distributed.broadcast(self.distributions)  # every process starts from the first one's state
         if not isinstance(inputs, dict):
             return
         ref = self._reference

@@ -12,7 +12,7 @@ from torch import nn
 
 from pgm.distributions import Normal
 from pgm.losses import KL, LogProb
-from pgm.models import Model
+from pgm.models import Model, Objective
 from pgm.models import _distributed
 
 WORLD = 2
@@ -40,6 +40,16 @@ def build(seed=0, **kwargs):
                  **kwargs)
 
 
+def two_objectives(seed=0):
+    """Each objective trains its own network; the first one's loss also reads the second's (not trained by it)."""
+    torch.manual_seed(seed)
+    q, p_y = Normal("q(z|x)", net=Net(6, 2)), Normal("p(y|x)", net=Net(6, 1))
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    return Model([Objective((KL(q, prior) - 0.5 * LogProb(p_y)).mean(), [q], optimizer_params={"lr": 0.05}, name="q"),
+                  Objective(-LogProb(p_y).mean(), [p_y], optimizer=torch.optim.SGD, optimizer_params={"lr": 0.1},
+                            name="p")])
+
+
 def batches(shard=slice(None)):
     g = torch.Generator().manual_seed(5)
     x, y = torch.randn(48, 6, generator=g), torch.randn(48, 1, generator=g)
@@ -57,11 +67,15 @@ def train(model, data, folder):
             "parameters": [t.detach().clone() for t in model.distributions.parameters()]}
 
 
-def worker(rank, port, folder, compile=False):
+def worker(rank, port, folder, compile=False, several=False):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
-        if compile:
+        if several:
+            model = two_objectives(seed=rank)
+            result = {"losses": [model.train(b) for b in batches(shard(rank))],
+                      "parameters": [t.detach().clone() for t in model.distributions.parameters()]}
+        elif compile:
             from pgm.models import _compile
             _compile.BACKEND = "aot_eager"  # Dynamo and AOTAutograd through DDP, without slow code generation
             model = build(seed=rank, compile="inductor")
@@ -111,6 +125,20 @@ def test_a_compiled_step_trains_data_parallel(tmp_path):
     losses = [model.train(batches()[0]) for _ in range(STEPS)]
     assert ranks[0]["losses"] == ranks[1]["losses"]
     torch.testing.assert_close(torch.tensor(ranks[0]["losses"]), torch.tensor(losses))
+    for a, b, c in zip(ranks[0]["parameters"], ranks[1]["parameters"], model.distributions.parameters()):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(a, c.detach(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+def test_several_objectives_train_data_parallel(tmp_path):
+    mp.spawn(worker, args=(free_port(), str(tmp_path), False, True), nprocs=WORLD, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    model = two_objectives(seed=0)
+    losses = [model.train(b) for b in batches()]
+    assert ranks[0]["losses"] == ranks[1]["losses"]
+    for mine, theirs in zip(ranks[0]["losses"], losses):
+        assert mine == pytest.approx(theirs, rel=1e-5)
     for a, b, c in zip(ranks[0]["parameters"], ranks[1]["parameters"], model.distributions.parameters()):
         assert torch.equal(a, b)
         torch.testing.assert_close(a, c.detach(), rtol=1e-5, atol=1e-6)
