@@ -157,6 +157,7 @@ class _CompiledStep(EagerStep):
     """What both compiled steps share: numeric Parameters in tensors, a loaded model's first step."""
 
     def train(self, inputs, params, sync=True):
+        self.given = params  # as the user gave them: the boxes are refilled at the next step
         params = self.model.boxes(params)
         if not self.checked and self.optimizer.state:
             self.prime(inputs, params)

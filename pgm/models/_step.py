@@ -169,6 +169,7 @@ class EagerStep:
         self._ddp = None
         self._watch = None
         self._tensors = None
+        self.given = None  # the Parameter values of the current step as given (a compiled step boxes them)
 
     # ----------------------------------------------------------------- pieces
     def forward(self, inputs, params, distributed=True):
@@ -292,7 +293,7 @@ class EagerStep:
     def defer(self, value, inputs, params):
         """Keep what is needed to diagnose this step later; force a read after too many pending steps."""
         watch = self._watch
-        watch.pending.append((watch.host_count, self.model.calls, inputs, params))
+        watch.pending.append((watch.host_count, self.model.calls, inputs, self.given or params))
         watch.host_count += 1
         if len(watch.pending) >= watch.limit:
             self.settle()

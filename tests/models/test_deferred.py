@@ -164,3 +164,15 @@ def test_the_stand_in_graph_counts_every_replay(aot):
         model.synchronize()
     assert caught.value.call == 5 and graphs.captures == 1
     assert isinstance(graphs, StandInGraphs)
+
+
+@pytest.mark.parametrize("kind", ["inductor", "cudagraph"])
+def test_the_report_names_the_parameter_values_of_the_bad_step_not_later_ones(kind, aot):
+    """A compiled step keeps numeric Parameters in tensors refilled at every step: the report uses the values the
+    bad step was given."""
+    model = deferred(kind, PLAIN)
+    model.train(batch(16, 0), beta=0.5)
+    model.train(batch(16, 1), sync=False, beta=float("nan"))
+    model.train(batch(16, 2), sync=False, beta=1.0)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite Parameter values: beta=nan"):
+        model.synchronize()
