@@ -86,7 +86,16 @@ def worker(rank, port, folder, compile=False, several=False):
             result = train(model, batches(shard(rank)), f"{folder}/checkpoints")
         torch.save(result, f"{folder}/rank{rank}.pt")
     finally:
-        dist.destroy_process_group()
+        shut_down()
+
+
+def shut_down():
+    """Leave the process group together: a process that tears down its gloo connections while the other still
+    uses them can abort in gloo's C++ threads ("terminate called without an active exception"). Not after an
+    error, where the other process may never come."""
+    if sys.exc_info()[0] is None:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def free_port():
@@ -175,7 +184,7 @@ def torchrun_worker(folder):
         result = train(build(seed=rank), batches(shard(rank)), f"{folder}/checkpoints")
         torch.save(result, f"{folder}/rank{rank}.pt")
     finally:
-        dist.destroy_process_group()
+        shut_down()
 
 
 if __name__ == "__main__":
