@@ -12,7 +12,6 @@ frame), and draws test videos, their reconstructions and videos generated from t
     python examples/dmm.py                                # 1,000 videos of up to 16 frames of 12x12, 100 epochs
     python examples/dmm.py --steps 24 --size 16 --sequences 2000 --epochs 200
 """
-import argparse
 
 import torch
 from torch import nn
@@ -87,12 +86,7 @@ def build(frame, latent=8, hidden=64, rnn=64):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    training.add_arguments(parser, __file__, epochs=100, batch_size=64, lr=3e-3, hidden=64)
-    group = parser.add_argument_group("model")
-    group.add_argument("--latent", type=training.positive_int, default=8, help="size of z_t (default: 8)")
-    group.add_argument("--rnn", type=training.positive_int, default=64, help="backward GRU's state size (default: 64)")
-    sequences.add_arguments(parser)
+    parser = sequences.parser(__doc__.splitlines()[0], __file__, "backward GRU's state size")
     args = parser.parse_args(argv)
     out, device = training.setup(args)
     paired = sequences.load(args, device)

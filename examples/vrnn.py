@@ -11,7 +11,6 @@ generated videos to <out>/sequences.png.
 
     python examples/vrnn.py                               # 1,000 videos of up to 16 frames of 12x12, 100 epochs
 """
-import argparse
 
 import torch
 from torch import nn
@@ -65,12 +64,7 @@ def build(frame, latent=8, hidden=64, rnn=64):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    training.add_arguments(parser, __file__, epochs=100, batch_size=64, lr=3e-3, hidden=64)
-    group = parser.add_argument_group("model")
-    group.add_argument("--latent", type=training.positive_int, default=8, help="size of z_t (default: 8)")
-    group.add_argument("--rnn", type=training.positive_int, default=64, help="size of the state h_t (default: 64)")
-    sequences.add_arguments(parser)
+    parser = sequences.parser(__doc__.splitlines()[0], __file__, "size of the state h_t")
     args = parser.parse_args(argv)
     out, device = training.setup(args)
     paired = sequences.load(args, device)

@@ -36,6 +36,18 @@ def bouncing_balls(n, steps, size, seed, radius=1.2):
     return torch.stack(frames, 1) * mask[..., None], lengths
 
 
+def parser(description, script, rnn_help):
+    """The command line of the sequence examples: training options, --latent and --rnn, and the data's."""
+    import argparse
+    out = argparse.ArgumentParser(description=description)
+    training.add_arguments(out, script, epochs=100, batch_size=64, lr=3e-3, hidden=64)
+    group = out.add_argument_group("model")
+    group.add_argument("--latent", type=training.positive_int, default=8, help="size of z_t (default: 8)")
+    group.add_argument("--rnn", type=training.positive_int, default=64, help=f"{rnn_help} (default: 64)")
+    add_arguments(out)
+    return out
+
+
 def add_arguments(parser):
     group = parser.add_argument_group("data")
     group.add_argument("--sequences", type=training.positive_int, default=1000, help="training videos (default: 1000)")

@@ -90,8 +90,7 @@ class Objective:
     def build(self, modules):
         """Create the optimizer over the trainable parameters of ``modules`` (called once, by Model)."""
         self.modules = modules
-        self.parameters = [p for m in _unique(modules) for p in _own_parameters(m) if p.requires_grad]
-        self.parameters = _unique(self.parameters)
+        self.parameters = unique([p for m in unique(modules) for p in m.parameters() if p.requires_grad])
         if not self.parameters:
             what = f" of objective {self.name!r}" if self.name else ""
             raise ValueError(f"Model: the distributions{what} have no trainable parameters.")
@@ -111,11 +110,8 @@ def module_list(distributions, who):
     return distributions
 
 
-def _own_parameters(module):
-    return module.parameters()
-
-
-def _unique(items):
+def unique(items):
+    """``items`` without repeats (by identity), in order."""
     out = []
     for item in items:
         if all(item is not o for o in out):

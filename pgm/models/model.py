@@ -10,7 +10,7 @@ from torch import nn
 from ..distributions import Distribution, validation_enabled
 from ..losses import Loss
 from . import _checks, _compile, _distributed, _step
-from ._step import Objective
+from ._step import Objective, unique as _unique
 
 
 def atomic_save(obj, path):
@@ -36,14 +36,6 @@ def _kind(value):
     if isinstance(value, dict):
         return tuple((k, v.device, v.dtype) if isinstance(v, torch.Tensor) else (k, _kind(v)) for k, v in value.items())
     return type(value)
-
-
-def _unique(distributions):
-    out = []
-    for d in distributions:
-        if all(d is not o for o in out):
-            out.append(d)
-    return out
 
 
 def _contains(module, other):
