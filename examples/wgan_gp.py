@@ -7,7 +7,7 @@ Wasserstein distance, the critic kept near 1-Lipschitz by a gradient penalty; th
 
 The critic takes --critic-steps steps per generator step (the paper's 5), Adam with betas (0.5, 0.9).
 
-    python examples/wgan_gp.py                    # both data sets, about 2 minutes on one CPU thread
+    python examples/wgan_gp.py                    # both data sets, about 3 minutes on one CPU thread
     python examples/wgan_gp.py --data ring --penalty 1
 """
 import argparse
@@ -18,7 +18,7 @@ from pgm.losses import Wasserstein
 
 
 def main(argv=None):
-    parser = add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), __file__, 800)
+    parser = add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]), __file__, 2000)
     parser.add_argument("--penalty", type=training.non_negative_float, default=10.0,
                         help="lambda, the gradient penalty's weight (default: 10, the paper's)")
     parser.add_argument("--critic-steps", type=training.positive_int, default=5,
