@@ -96,13 +96,7 @@ def main(argv=None):
     print(f"Objective (maximized):\n{elbo.latex()}")
     steps.initial.to(device)
     model = Model(-elbo.mean(), [d.to(device) for d in (rnn_x, q, prior, p)], **training.model_options(args))
-    test = {"x": paired.test[0], "mask": paired.test[1]}
-    frames = paired.test[1].sum().item() / len(paired.test[1])  # mean real frames per test video
-    per_frame = lambda: -model.test(test) / frames  # noqa: E731  (ELBO summed over the real frames, per frame)
-    history = training.train(model, paired, args, out, prepare=lambda _, u: {"x": u["x"], "mask": u["w"]},
-                             monitor=lambda: {"test ELBO per frame": per_frame()})
-
-    scores = {"ELBO per frame": per_frame(), "ELBO per video": -model.test(test)}
+    history, scores, test = sequences.train(model, paired, args, out)
     with torch.no_grad():  # 3 test videos, their reconstructions (means of p(x_t|z_t), z_t ~ q) and 3 from the prior
         shown = {"x": test["x"][:3], "mask": test["mask"][:3]}
         z = steps.draws(rnn_x.sample(shown))["z"]

@@ -36,6 +36,17 @@ def bouncing_balls(n, steps, size, seed, radius=1.2):
     return torch.stack(frames, 1) * mask[..., None], lengths
 
 
+def train(model, paired, args, out):
+    """Train ``model`` (its loss over inputs x and mask) on ``paired``, reporting the test ELBO per real frame each
+    epoch; returns the history, the final scores (ELBO per frame and per video) and the test inputs."""
+    test = {"x": paired.test[0], "mask": paired.test[1]}
+    frames = paired.test[1].sum().item() / len(paired.test[1])  # mean real frames per test video
+    per_frame = lambda: -model.test(test) / frames  # noqa: E731  (ELBO summed over the real frames, per frame)
+    history = training.train(model, paired, args, out, prepare=lambda _, u: {"x": u["x"], "mask": u["w"]},
+                             monitor=lambda: {"test ELBO per frame": per_frame()})
+    return history, {"ELBO per frame": per_frame(), "ELBO per video": -model.test(test)}, test
+
+
 def parser(description, script, rnn_help):
     """The command line of the sequence examples: training options, --latent and --rnn, and the data's."""
     import argparse
