@@ -35,11 +35,8 @@ def main(argv=None):
     draw_graphical_model([p_x * p_w * prior, q], out / "graphical_model.png", title="JMVAE")
 
     model = Model(-objective.mean(), [d.to(device) for d in (p_x, p_w, prior, q)], **training.model_options(args))
-    test = {"x": paired.test[0], "w": paired.test[1]}
-    history = training.train(model, paired, args, out, prepare=lambda labelled, unlabelled: unlabelled,
-                             monitor=lambda: {"test L": -model.test(test)})
-
-    scores = {"L_JMVAE": -model.test(test),
+    history, test_objective = multimodal.train_joint(model, paired, args, out)
+    scores = {"L_JMVAE": test_objective,
               **multimodal.evaluate_joint_model(out, paired, p_x, p_w, prior, q, samples=args.iw_samples,
                                                 title="JMVAE")}
     return results.write(out, f"JMVAE: test log-likelihoods (K={args.iw_samples})", {"JMVAE": scores}, args,

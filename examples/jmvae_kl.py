@@ -45,12 +45,8 @@ def main(argv=None):
 
     model = Model(-objective.mean(), [d.to(device) for d in (p_x, p_w, prior, q, q_x, q_w)],
                   **training.model_options(args))
-    test = {"x": paired.test[0], "w": paired.test[1]}
-    history = training.train(model, paired, args, out, params={"alpha": args.alpha},
-                             prepare=lambda labelled, unlabelled: unlabelled,
-                             monitor=lambda: {"test L": -model.test(test, alpha=args.alpha)})
-
-    scores = {"L_JMVAE-kl": -model.test(test, alpha=args.alpha),
+    history, test_objective = multimodal.train_joint(model, paired, args, out, params={"alpha": args.alpha})
+    scores = {"L_JMVAE-kl": test_objective,
               **multimodal.evaluate_joint_model(out, paired, p_x, p_w, prior, q, q_x, q_w, samples=args.iw_samples,
                                                 title=f"JMVAE-kl (alpha={args.alpha:g})")}
     return results.write(out, f"JMVAE-kl (alpha={args.alpha:g}): test log-likelihoods (K={args.iw_samples})",

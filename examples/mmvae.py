@@ -49,11 +49,8 @@ def main(argv=None):
     draw_graphical_model([p_x * p_w * prior, q], out / "graphical_model.png", title="MMVAE")
 
     model = Model(-objective.mean(), [d.to(device) for d in (p_x, p_w, prior, q)], **training.model_options(args))
-    test = {"x": paired.test[0], "w": paired.test[1]}
-    history = training.train(model, paired, args, out, prepare=lambda labelled, unlabelled: unlabelled,
-                             monitor=lambda: {"test L": -model.test(test)})
-
-    scores = {"L_MMVAE": -model.test(test),
+    history, test_objective = multimodal.train_joint(model, paired, args, out)
+    scores = {"L_MMVAE": test_objective,
               **multimodal.evaluate_joint_model(out, paired, p_x, p_w, prior, q, q_x, q_w, samples=args.iw_samples,
                                                 title="MMVAE")}
     return results.write(out, f"MMVAE: test log-likelihoods (K={args.iw_samples})", {"MMVAE": scores}, args,

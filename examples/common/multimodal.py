@@ -88,6 +88,16 @@ def unsupervised(paired):
     return dataclasses.replace(paired, unlabelled=training_pairs(paired))
 
 
+def train_joint(model, paired, args, out, params=None):
+    """Train a model of the pairs (x, w) on every training pair, reporting the objective on the test pairs each
+    epoch; returns the history and the final test objective (the negative test loss)."""
+    params = params or {}
+    test = {"x": paired.test[0], "w": paired.test[1]}
+    history = training.train(model, paired, args, out, params=params, prepare=lambda labelled, unlabelled: unlabelled,
+                             monitor=lambda: {"test L": -model.test(test, **params)})
+    return history, -model.test(test, **params)
+
+
 def load_data(args, device):
     """The paired data of ``args`` (see common.data) with every training pair in ``unlabelled``, on ``device``."""
     return training.to_device(unsupervised(data.from_args(args)), device)
