@@ -13,6 +13,8 @@ from pgm.distributions import Bernoulli, Normal
 from pgm.losses import E, KL, LogProb, Parameter
 from pgm.models import Model
 
+from model_nets import Decoder
+
 
 class Encoder(nn.Module):
     def __init__(self):
@@ -23,14 +25,6 @@ class Encoder(nn.Module):
         loc, scale = self.net(x).chunk(2, -1)
         return {"loc": loc, "scale": nn.functional.softplus(scale) + 1e-3}
 
-
-class Decoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Linear(2, 6)
-
-    def forward(self, z):
-        return {"logits": self.net(z)}
 
 
 def build(**kwargs):
