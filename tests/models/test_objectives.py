@@ -166,3 +166,23 @@ def test_misuse_is_explained():
     assert len(model.optimizers) == 2
     with pytest.raises(ValueError, match="an Objective belongs to one Model"):
         Model(model.objectives)
+
+
+def test_more_misuse_is_explained(tmp_path):
+    critic, decoder, generator, d_loss, g_loss = gan_like()
+    with pytest.raises(TypeError, match=r"Model: distributions \(the distributions whose parameters are trained\) "
+                                        r"is missing: Model\(loss, \[q, p\], \.\.\.\)"):
+        Model(d_loss)
+    with pytest.raises(TypeError, match="Objective: loss must be a pgm loss; got Tensor"):
+        Objective(torch.zeros(()), [critic])
+    with pytest.raises(ValueError, match="Objective: clip_grad_norm must be a positive number or None; got -1"):
+        Objective(d_loss, [critic], clip_grad_norm=-1)
+    with pytest.raises(TypeError, match=r"Objective 'critic': distributions must be a non-empty list of pgm "
+                                        r"distributions \(or nn.Modules\); got \['int'\]"):
+        Objective(d_loss, [3], name="critic")
+    model, *_ = pgm_model()
+    model.save(tmp_path / "gan.pt")
+    renamed = Model([Objective(d_loss, [critic], name="d"), Objective(g_loss, [decoder], name="g")])
+    with pytest.raises(ValueError, match=r"the state holds the objectives \['critic', 'generator'\], this model "
+                                         r"has \['d', 'g'\]"):
+        renamed.load(tmp_path / "gan.pt")
