@@ -150,7 +150,9 @@ class Family(Distribution):
             )
         if self._seen_shapes is None:
             self._seen_shapes = [_shape(a)[1:] for a in args]
-        return out
+        # under autocast a network returns bfloat16/float16; the density, its sum over the event (784 pixels) and
+        # the KL are kept in float32, where a low-precision sum would lose the loss's last digits
+        return {k: v.float() if torch.is_tensor(v) and v.dtype in _LOW_PRECISION else v for k, v in out.items()}
 
     def _input_shape_message(self, args, shown, error):
         shown = [tuple(s) for s in shown]
@@ -315,6 +317,9 @@ class Family(Distribution):
         for a relaxed one)."""
         dist, params, lead_shape = self._distribution(Context.of(inputs))
         return self._kl_view(dist, params), self._event_dims(params, lead_shape)
+
+
+_LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 def _sum_right(t, n):

@@ -66,3 +66,41 @@ def test_bf16_losses_stay_within_two_percent_of_float32():
 def test_precision_is_checked():
     with pytest.raises(ValueError, match="Model: precision must be 'float32' or 'bf16'.*got 'fp16'"):
         vae("fp16")
+
+
+def test_densities_and_their_sums_stay_float32_under_autocast():
+    # the networks run in bfloat16; the log-density of 784 pixels and the KL are summed in float32 from the
+    # networks' (bfloat16) outputs, as torch.distributions computes them on those outputs cast to float32
+    torch.manual_seed(0)
+    q = Normal("q(z|x)", net=nn.Sequential(nn.Linear(784, 16), _LocScale()))
+    p = Bernoulli("p(x|z)", net=nn.Sequential(nn.Linear(8, 784), _Logits()))
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[8])
+    x = torch.rand(32, 784).round()
+    z = torch.randn(32, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loc, scale = q.net(x)["loc"], q.net(x)["scale"]
+        logits = p.net(z)["logits"]
+        assert logits.dtype == torch.bfloat16  # the network itself did run in bfloat16
+        log_px = p.log_prob({"x": x, "z": z})
+        kl = KL(q, prior).eval({"x": x})
+        draw = q.sample({"x": x})["z"]
+    reference = torch.distributions.Bernoulli(logits=logits.float()).log_prob(x).sum(-1)
+    assert log_px.dtype == torch.float32 and kl.dtype == torch.float32 and draw.dtype == torch.float32
+    torch.testing.assert_close(log_px, reference, rtol=1e-6, atol=1e-4)
+    exact_kl = torch.distributions.kl_divergence(
+        torch.distributions.Normal(loc.float(), scale.float()), torch.distributions.Normal(0.0, 1.0)).sum(-1)
+    torch.testing.assert_close(kl, exact_kl, rtol=1e-6, atol=1e-5)
+    # a sum kept in bfloat16 would be off by far more than that
+    low = torch.distributions.Bernoulli(logits=logits).log_prob(x.bfloat16()).sum(-1)
+    assert (low.float() - reference).abs().max() > 1e-2
+
+
+class _LocScale(nn.Module):
+    def forward(self, h):
+        loc, scale = h.chunk(2, -1)
+        return {"loc": loc, "scale": nn.functional.softplus(scale) + 1e-3}
+
+
+class _Logits(nn.Module):
+    def forward(self, h):
+        return {"logits": h}
