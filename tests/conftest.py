@@ -1,4 +1,6 @@
 """Fixtures the whole suite shares."""
+import inspect
+
 import pytest
 import torch
 
@@ -11,3 +13,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+_SHARED_RECOMPILE_BUDGET = "isolate_recompiles" not in inspect.signature(torch.compile).parameters
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo_caches():
+    """Where torch.compile has no ``isolate_recompiles`` (torch 2.11), every model compiled in one process shares
+    the recompile budget (8) of pgm's step functions and the optimizers' code, so a suite of compiled models would
+    run out of it; there each test starts with empty caches, as a fresh process would."""
+    yield
+    if _SHARED_RECOMPILE_BUDGET:
+        torch._dynamo.reset()

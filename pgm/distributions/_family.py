@@ -185,12 +185,14 @@ class Family(Distribution):
         args = [values[c] for c in self.cond_var]
         leads = [scope.lead[c] for c in self.cond_var]
         # the network runs once per evaluation and inputs: KL(q, p) and E(q, ...) share q's output (and a
-        # BatchNorm inside updates its statistics once), as in a hand-written step. The entry keeps the inputs
-        # it is keyed by (their ids) alive, so no later tensor of the evaluation can take one of those ids.
-        key = ("params", id(self), *(id(a) for a in args), *leads)
+        # BatchNorm inside updates its statistics once), as in a hand-written step. The key holds the input
+        # tensors themselves (a tensor hashes and compares by identity in a key), which keeps them alive for the
+        # evaluation: no later tensor can pass for one of them, and TorchDynamo traces it (it cannot trace the
+        # id() of a tensor made inside the step before torch 2.12)
+        key = ("params", id(self), *args, *leads)
         hit = scope.samples.get(key)
         if hit is not None:
-            return hit[0]
+            return hit
         if all(n == 1 for n in leads) and len({a.shape[0] for a in args}) == 1:
             out, lead_shape = self._net_params(args, [a.shape for a in args]), args[0].shape[:1]
         else:
@@ -202,7 +204,7 @@ class Family(Distribution):
             out[k] = getattr(self, k)
         if validation_enabled():
             self._check_values(out)
-        scope.samples[key] = (out, lead_shape), args
+        scope.samples[key] = out, lead_shape
         return out, lead_shape
 
     def _missing_message(self, name, values):
@@ -227,17 +229,17 @@ class Family(Distribution):
     def _sample(self, scope: Scope, sample_shape=torch.Size(), reparam=True):
         """Draw the variables once per scope (cached); returns (values, lead ndim)."""
         key = (id(self), tuple(sample_shape), reparam, scope.lead_shape,
-               tuple(id(scope.values.get(c)) for c in self.cond_var))
+               tuple(scope.values.get(c) for c in self.cond_var))
         hit = scope.samples.get(key)
         if hit is not None:
-            return hit[0]
+            return hit
         dist, params, lead_shape = self._distribution(scope)
         # draw for every leading dim of the scope the parameters lack (e.g. a prior inside a batch)
         missing = scope.lead_shape[: max(len(scope.lead_shape) - len(lead_shape), 0)]
         shape = torch.Size(sample_shape) + missing
         value = self._draw(dist, params, shape, reparam)
         result = ({self.var[0]: value}, len(shape) + len(lead_shape))
-        scope.samples[key] = result, [scope.values.get(c) for c in self.cond_var]  # keeps the keyed inputs alive
+        scope.samples[key] = result
         return result
 
     def _draw(self, dist, params, shape, reparam):
@@ -312,11 +314,19 @@ class Family(Distribution):
         n = self._event_dims(params, lead_shape)
         return torch.distributions.Independent(dist, n, validate_args=False) if independent and n > 0 else dist
 
-    def kl_distribution(self, inputs=None):
+    def kl_distribution(self, inputs=None, batch_shape=None):
         """``(torch distribution, event dims)`` whose closed-form KL stands for this family (the categorical
-        for a relaxed one)."""
+        for a relaxed one); with ``batch_shape``, its parameters broadcast to that batch shape first."""
         dist, params, lead_shape = self._distribution(Context.of(inputs))
-        return self._kl_view(dist, params), self._event_dims(params, lead_shape)
+        event_dims = self._event_dims(params, lead_shape)
+        if batch_shape is not None and dist.batch_shape != batch_shape:
+            # built anew from broadcast parameters rather than with torch's ``Distribution.expand``, whose
+            # ``object.__new__`` TorchDynamo (torch 2.11) cannot trace
+            n = len(dist.batch_shape)
+            params = {k: v.expand(batch_shape + v.shape[n:] if v.dim() >= n else batch_shape)
+                      if k in dist.arg_constraints and torch.is_tensor(v) else v for k, v in params.items()}
+            dist = self._torch(params)
+        return self._kl_view(dist, params), event_dims
 
 
 _LOW_PRECISION = (torch.bfloat16, torch.float16)

@@ -131,10 +131,10 @@ class Mixture(Distribution):
                 raise MissingInputError(f"{self.prob_text} needs input `{c}` for its weights; got "
                                         f"{sorted(context.values) or 'nothing'}.")
         args, leads = [context[c] for c in self.cond_var], [context.lead[c] for c in self.cond_var]
-        key = ("weights", id(self), *(id(a) for a in args), *leads)
+        key = ("weights", id(self), *args, *leads)  # the tensors themselves, as in Family._params
         hit = context.samples.get(key)
         if hit is not None:  # one network call per evaluation and inputs
-            return hit[0]
+            return hit
         lead = torch.broadcast_shapes(*(a.shape[:n] for a, n in zip(args, leads)))
         flat = [a.expand(lead + a.shape[n:]).reshape((-1,) + a.shape[n:]) for a, n in zip(args, leads)]
         out, k = self.weights_net(*flat), len(self.components)
@@ -143,7 +143,7 @@ class Mixture(Distribution):
             raise ValueError(f"Mixture {self.prob_text}: its weights network must return logits of shape "
                              f"(batch, K) = ({lead.numel()}, {k}); got {got}.")
         out = torch.log_softmax(out.reshape(lead + (k,)), -1)
-        context.samples[key] = out, args  # keeps the keyed inputs alive
+        context.samples[key] = out
         return out
 
     def _joint_log_prob(self, context):
@@ -161,10 +161,10 @@ class Mixture(Distribution):
 
     def _sample(self, context, sample_shape=torch.Size(), reparam=True):
         key = (id(self), tuple(sample_shape), reparam, context.lead_shape,
-               tuple(id(context.values.get(c)) for c in self.cond_var))
+               tuple(context.values.get(c) for c in self.cond_var))
         hit = context.samples.get(key)
         if hit is not None:
-            return hit[0]
+            return hit
         full, v = torch.Size(sample_shape) + context.lead_shape, self.var[0]
         draws = []
         for c in self.components:  # every component draws (shared with other terms sampling it)
@@ -177,7 +177,7 @@ class Mixture(Distribution):
         pick = torch.distributions.Categorical(logits=logits.expand(full + logits.shape[-1:]), validate_args=False)
         index = pick.sample().reshape(full + (1,) * (1 + len(event))).expand(full + (1,) + event)
         result = {v: stacked.gather(len(full), index).squeeze(len(full))}, len(full)
-        context.samples[key] = result, [context.values.get(c) for c in self.cond_var]
+        context.samples[key] = result
         return result
 
     def stratified_expectation(self, context, evaluate_f, sample_shape=()):

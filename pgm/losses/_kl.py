@@ -55,7 +55,7 @@ def closed_form(q, p, context):
     p_dist, _ = p.kl_distribution(context)
     if q_dist.batch_shape != p_dist.batch_shape:  # some of torch's KLs (Bernoulli's) index without broadcasting
         shape = torch.broadcast_shapes(q_dist.batch_shape, p_dist.batch_shape)
-        q_dist, p_dist = q_dist.expand(shape), p_dist.expand(shape)
+        q_dist, p_dist = q.kl_distribution(context, shape)[0], p.kl_distribution(context, shape)[0]
     fn = _custom(q, p)
     value = fn(q_dist, p_dist) if fn is not None else td.kl_divergence(q_dist, p_dist)
     return value.sum(dim=tuple(range(-event_dims, 0))) if event_dims > 0 else value

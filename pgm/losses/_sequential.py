@@ -371,7 +371,7 @@ class Sum(Loss):
         for key, entry in samples.items():
             if not (isinstance(key, tuple) and len(key) >= 4 and key[0] in by_id):
                 continue
-            values, lead = entry[0]
+            values, lead = entry
             target = found if key[1] == () and key[3] == lead_shape else other
             for var, value in values.items():
                 bucket = target.setdefault(var, [])

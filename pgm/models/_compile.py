@@ -63,10 +63,14 @@ def resolve_mode(compile, device, distributed):
     return compile
 
 
+_SCALAR_UPDATE_BROKEN = torch.torch_version.TorchVersion(torch.__version__) < "2.14"
+
+
 def _torch_compile(fn):
     kwargs = {}
-    # torch >= 2.10: each compiled function keeps its own recompile budget, so that many models in one
-    # process (a sweep, a test suite) do not exhaust the budget of the functions they share (optimizer.step).
+    # where torch has it (2.14, not 2.11): each compiled function keeps its own recompile budget, so that many
+    # models in one process (a sweep, a test suite) do not exhaust the budget of the functions they share
+    # (optimizer.step); without it, Dynamo runs a frame past its budget eagerly, with a warning.
     if "isolate_recompiles" in inspect.signature(torch.compile).parameters:
         kwargs["isolate_recompiles"] = True
     return torch.compile(fn, backend=BACKEND, **kwargs)
@@ -200,6 +204,9 @@ class InductorStep(_CompiledStep):
         self._forward_backward = _torch_compile(self._forward_backward_eager)
         self._update = _torch_compile(lambda: EagerStep.update(self))
         self._guarded_update = _torch_compile(lambda value: EagerStep.guarded_update(self, value))
+        # torch.compile of an optimizer's step leaves 0-dim float64 parameters (a planar flow's bias) unchanged
+        # in torch 2.11 (not in 2.14): there the update of a model with 0-dim parameters runs eagerly
+        self._eager_update = _SCALAR_UPDATE_BROKEN and any(p.dim() == 0 for p in self.objective.parameters)
 
     def _forward_backward_eager(self, inputs, params):
         # EagerStep.forward_backward written out: Dynamo breaks the graph at backward(), and a break inside a
@@ -217,10 +224,13 @@ class InductorStep(_CompiledStep):
         return self._run(self._forward_backward, self._retry_forward_backward, inputs, params)
 
     def update(self):
-        self._run(self._update, lambda: EagerStep.update(self))
+        if self._eager_update:
+            EagerStep.update(self)
+        else:
+            self._run(self._update, lambda: EagerStep.update(self))
 
     def guarded_update(self, value):
-        if getattr(self.optimizer, "_step_supports_amp_scaling", False):
+        if self._eager_update or getattr(self.optimizer, "_step_supports_amp_scaling", False):
             # a fused optimizer's update is one kernel already, and Dynamo does not pass it the found-inf flag
             EagerStep.guarded_update(self, value)
         else:

@@ -151,6 +151,35 @@ def test_a_last_batch_of_another_size_compiles_once_more(backend):
     assert backend.graphs == graphs  # both sizes run graphs compiled already
 
 
+class ScaledDecoder(nn.Module):
+    """A decoder with a 0-dim parameter (as a planar flow's bias is)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net, self.gain = nn.Linear(2, 6), nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, z):
+        return {"logits": self.gain * self.net(z)}
+
+
+def test_a_0_dim_parameter_is_updated_by_a_compiled_step(backend):
+    # torch 2.11's compiled optimizer step leaves 0-dim float64 parameters unchanged; pgm updates them eagerly
+    def train(compile):
+        torch.manual_seed(0)
+        q, p = Normal("q(z|x)", net=Encoder(norm=False)).double(), Bernoulli("p(x|z)", net=ScaledDecoder()).double()
+        prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+        model = Model((KL(q, prior) - E(q, LogProb(p))).mean(), [q, p], compile=compile)
+        torch.manual_seed(2)
+        losses = [model.train({"x": batch(16, i)["x"].double()}) for i in range(4)]
+        return losses, p.net.gain.detach().clone()
+
+    (eager, eager_gain), (compiled, compiled_gain) = train(False), train("inductor")
+    assert backend.graphs > 0  # it did compile
+    torch.testing.assert_close(torch.tensor(compiled), torch.tensor(eager), rtol=1e-6, atol=1e-6)
+    assert abs(compiled_gain.item() - 0.5) > 1e-3  # the 0-dim parameter moved
+    torch.testing.assert_close(compiled_gain, eager_gain, rtol=1e-6, atol=1e-6)
+
+
 def test_a_failing_compiler_warns_once_and_trains_eagerly(monkeypatch):
     def broken(graph, example_inputs):
         raise RuntimeError("no C++ compiler found")

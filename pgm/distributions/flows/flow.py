@@ -267,14 +267,15 @@ class Flow(Distribution):
             self._no_inverse_error(self._no_inverse)
         return super().sample(inputs, sample_shape, reparam)
 
-    def _cond_ids(self, context):
-        return tuple(id(context.values.get(c)) for c in self.cond_var)
+    def _cond_key(self, context):
+        # the condition tensors themselves (compared by identity in a key; see Family._params)
+        return tuple(context.values.get(c) for c in self.cond_var)
 
     def _sample(self, context, sample_shape=torch.Size(), reparam=True):
-        key = (id(self), tuple(sample_shape), reparam, context.lead_shape, self._cond_ids(context))
+        key = (id(self), tuple(sample_shape), reparam, context.lead_shape, self._cond_key(context))
         hit = context.samples.get(key)
         if hit is not None:
-            return hit[0]
+            return hit
         values, lead = self.base._sample(context, sample_shape, reparam)
         z0 = values[self.base_var]
         lead_shape = torch.broadcast_shapes(z0.shape[:lead], self._cond_lead(context))
@@ -288,14 +289,12 @@ class Flow(Distribution):
             with torch.no_grad():
                 h, log_det = self._run(flat, conds, True, f"the base {self.base.prob_text}")
         value = h.reshape(lead_shape + h.shape[1:])
-        kept = [context.values.get(c) for c in self.cond_var]
         if reparam:
             log_q = self._base_log_prob(context, z0, lead) - log_det.reshape(lead_shape)
-            # the value's density from this pass, for the rest of the evaluation: kept with the value and the
-            # conditions it is keyed by, so no later tensor can take their ids
-            context.samples[("flow log q", id(self), id(value), self._cond_ids(context))] = log_q, [value, *kept]
+            # the value's density from this pass, for the rest of the evaluation
+            context.samples[("flow log q", id(self), value, self._cond_key(context))] = log_q
         result = {self.var[0]: value}, lead
-        context.samples[key] = result, kept
+        context.samples[key] = result
         return result
 
     def _log_prob(self, context):
@@ -304,9 +303,9 @@ class Flow(Distribution):
         if value is None:
             raise MissingInputError(f"{self.prob_text} needs input `{v}`; got {sorted(context.values) or 'nothing'}. "
                                     f"Pass it in the inputs dict, e.g. {{'{v}': tensor}}, or sample it first.")
-        hit = context.samples.get(("flow log q", id(self), id(value), self._cond_ids(context)))
+        hit = context.samples.get(("flow log q", id(self), value, self._cond_key(context)))
         if hit is not None:
-            return hit[0]
+            return hit
         if self.direction == "forward" and self._no_inverse is not None:
             self._no_inverse_error(self._no_inverse)
         event = self._value_event_shape(context)
