@@ -8,7 +8,26 @@ import time
 import torch
 
 
+def configurations(default):
+    """The ``--configs`` type: comma-separated configurations of as many positive integers joined by ``x`` as
+    ``default`` has (``10x400,30x2000``), as a list of tuples of ints."""
+    fields = len(default.split(",")[0].split("x"))
+
+    def parse(text):
+        try:
+            configs = [tuple(int(n) for n in c.lower().split("x")) for c in text.split(",")]
+        except ValueError:
+            configs = []
+        if not configs or any(len(c) != fields or min(c) <= 0 for c in configs):
+            raise argparse.ArgumentTypeError(
+                f"each configuration is {fields} positive integer{'s joined by x' if fields > 1 else ''}, "
+                f"comma-separated, e.g. {default}; got {text!r}")
+        return configs
+    return parse
+
+
 def parser(description, configs):
+    """The shared options; ``configs`` is the default of ``--configs`` (``args.configs``: tuples of ints)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -19,7 +38,8 @@ def parser(description, configs):
     p.add_argument("--rounds", type=int, default=5,
                    help="the timed steps are split into this many rounds that visit the implementations in turn, "
                         "so that a slow spell of the machine hits them all alike (default: 5)")
-    p.add_argument("--configs", default=configs, help=f"configurations to run (default: {configs})")
+    p.add_argument("--configs", default=configs, type=configurations(configs),
+                   help=f"configurations to run (default: {configs})")
     p.add_argument("--impls", default=None,
                    help="comma-separated subset of the implementations (default: every one that can run here)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -44,8 +64,16 @@ def describe(device):
     return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
-def wanted(args, name):
-    return args.impls is None or name in [s.strip() for s in args.impls.split(",")]
+def chosen(args, impls):
+    """The implementations ``--impls`` names (all of ``impls`` without it); an unknown name stops the script."""
+    if args.impls is None:
+        return impls
+    names = [s.strip() for s in args.impls.split(",")]
+    unknown = [n for n in names if n not in impls]
+    if unknown:
+        raise SystemExit(f"--impls: {', '.join(map(repr, unknown))} not among the implementations that run here: "
+                         f"{', '.join(impls)}")
+    return {name: build for name, build in impls.items() if name in names}
 
 
 def _wait(device):

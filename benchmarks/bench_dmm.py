@@ -123,11 +123,10 @@ def main(argv=None):
     args = _common.parser(__doc__.splitlines()[0], "16x8x64x64").parse_args(argv)
     device = _common.setup(args)
     print(f"DMM step, batch {BATCH}, {SIZE}x{SIZE} binary frames, Adam; device: {_common.describe(device)}")
-    impls = {name: build_step for name, build_step in _common.implementations(
-        device, pytorch_eager, pytorch_cuda_graph, pgm_model, pytorch_compiled).items() if _common.wanted(args, name)}
+    impls = _common.chosen(args, _common.implementations(device, pytorch_eager, pytorch_cuda_graph, pgm_model,
+                                                         pytorch_compiled))
     rows, differences = [], {}
-    for config in args.configs.split(","):
-        steps, latent, hidden, rnn = (int(n) for n in config.lower().split("x"))
+    for steps, latent, hidden, rnn in args.configs:
         torch.manual_seed(args.seed)
         built = build(steps, latent, hidden, rnn, device)
         data = []

@@ -103,11 +103,9 @@ def main(argv=None):
     args = _common.parser(__doc__.splitlines()[0], "10x400x8,30x400x8").parse_args(argv)
     device = _common.setup(args)
     print(f"Flow VAE step, batch {BATCH}, {X_DIM}-d binary data, Adam; device: {_common.describe(device)}")
-    impls = {name: build for name, build in _common.implementations(device, pytorch_eager, pytorch_cuda_graph,
-                                                                     pgm_model).items() if _common.wanted(args, name)}
+    impls = _common.chosen(args, _common.implementations(device, pytorch_eager, pytorch_cuda_graph, pgm_model))
     rows, differences = [], {}
-    for config in args.configs.split(","):
-        latent, hidden, layers = (int(n) for n in config.lower().split("x"))
+    for latent, hidden, layers in args.configs:
         torch.manual_seed(args.seed)
         modules = (Encoder(latent, hidden).to(device), torch.nn.ModuleList(Planar(latent) for _ in range(layers))
                    .to(device), Decoder(latent, hidden).to(device))

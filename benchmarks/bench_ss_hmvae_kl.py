@@ -170,10 +170,9 @@ def main(argv=None):
     device = _common.setup(args)
     print(f"SS-HMVAE-kl step, hidden {args.hidden}, labelled + unlabelled batches, Adam; "
           f"device: {_common.describe(device)}")
-    impls = {name: build for name, build in implementations(device).items() if _common.wanted(args, name)}
+    impls = _common.chosen(args, implementations(device))
     rows = []
-    for config in args.configs.split(","):
-        batch = int(config)
+    for (batch,) in args.configs:
         torch.manual_seed(args.seed)
         nets = {name: net.to(device) for name, net in networks(args.hidden).items()}
         data = batches(batch, device, torch.Generator().manual_seed(args.seed))

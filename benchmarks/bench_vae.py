@@ -118,7 +118,9 @@ def pixyz(encoder, decoder, data, device):
                      optimizer_params={"lr": LR})
 
     def step(i):
-        loss = model.train({"x": data[i % len(data)]})
+        # a new tensor per step, as a data loader gives: Pixyz 0.3.3 memoizes get_params on the inputs' identity
+        # (an LRU cache across steps), so a batch seen before would reuse a graph that was already backpropagated
+        loss = model.train({"x": data[i % len(data)].clone()})
         return loss.item() if isinstance(loss, torch.Tensor) else float(loss)
     return step
 
@@ -167,7 +169,7 @@ def main(argv=None):
     args = _common.parser(__doc__.splitlines()[0], "10x400,10x2000,30x400,30x2000").parse_args(argv)
     device = _common.setup(args)
     print(f"VAE step, batch {BATCH}, {X_DIM}-d binary data, Adam; device: {_common.describe(device)}")
-    impls = {name: build for name, build in implementations(device).items() if _common.wanted(args, name)}
+    impls = _common.chosen(args, implementations(device))
     for library in ("pixyz", "pyro"):
         problem = importable(library) if library in impls else None
         if problem is not None:
@@ -175,8 +177,7 @@ def main(argv=None):
                   f"pip install {library}{'-ppl' if library == 'pyro' else ''}")
             del impls[library]
     rows = []
-    for config in args.configs.split(","):
-        latent, hidden = (int(n) for n in config.lower().split("x"))
+    for latent, hidden in args.configs:
         torch.manual_seed(args.seed)
         encoder, decoder = Encoder(latent, hidden).to(device), Decoder(latent, hidden).to(device)
         generator = torch.Generator(device="cpu").manual_seed(args.seed)
