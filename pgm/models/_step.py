@@ -162,6 +162,7 @@ class EagerStep:
         self.model, self.objective = model, objective
         self.loss, self.optimizer = objective.loss, objective.optimizer
         self.checked = False  # parameter checks run on the first step, then are off
+        self.stepped = False  # the first step (eager, synchronous) has updated the parameters
         self._ddp = None
         self._watch = None
         self._tensors = None
@@ -236,8 +237,9 @@ class EagerStep:
 
     # --------------------------------------------------------------- stepping
     def deferrable(self):
-        """A deferred step needs the optimizer's state to exist (the first step creates it)."""
-        return bool(self.optimizer.state) or not self.objective.parameters
+        """A deferred step needs the optimizer's state to exist: the first step creates it (plain SGD keeps
+        none), or a loaded checkpoint brought it."""
+        return self.stepped or bool(self.optimizer.state) or not self.objective.parameters
 
     def watch(self):
         if self._watch is None:
@@ -275,6 +277,7 @@ class EagerStep:
         self.backward(value)
         loss = self.read(detached, inputs, params)
         EagerStep.update(self)
+        self.stepped = True
         self._tensors = None
         return loss
 

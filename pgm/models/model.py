@@ -338,7 +338,8 @@ class Model:
         for i, current in enumerate(self._steps or ()):
             if current.kind != "eager":
                 eager = _step.EagerStep(self, current.objective)
-                eager.checked, eager._ddp, eager._watch = current.checked, current._ddp, current._watch
+                eager.checked, eager.stepped = current.checked, current.stepped
+                eager._ddp, eager._watch = current._ddp, current._watch
                 self._steps[i] = eager
 
     # ---------------------------------------------------------------- state

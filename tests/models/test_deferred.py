@@ -15,7 +15,8 @@ from test_compile import StandInGraphs, batch, vae, with_stand_in_graphs
 FUSED = lambda params: torch.optim.Adam(params, lr=0.05, fused=True)  # noqa: E731  (GradScaler's found-inf flag)
 PLAIN = lambda params: torch.optim.Adam(params, lr=0.05)  # noqa: E731  (the update undone on the device)
 RMSPROP = lambda params: torch.optim.RMSprop(params, lr=0.01, momentum=0.5)  # noqa: E731
-OPTIMIZERS = {"fused adam": FUSED, "adam": PLAIN, "rmsprop": RMSPROP}
+SGD = lambda params: torch.optim.SGD(params, lr=0.05)  # noqa: E731  (keeps no state at all)
+OPTIMIZERS = {"fused adam": FUSED, "adam": PLAIN, "rmsprop": RMSPROP, "sgd": SGD}
 
 
 def parameters(model):
