@@ -63,7 +63,8 @@ def resolve_mode(compile, device, distributed):
     return compile
 
 
-_SCALAR_UPDATE_BROKEN = torch.torch_version.TorchVersion(torch.__version__) < "2.14"
+# torch 2.11 (the GPU image's) differs where noted: a compiled update of 0-dim parameters, a failed capture
+_BEFORE_2_14 = torch.torch_version.TorchVersion(torch.__version__) < "2.14"
 
 
 def _torch_compile(fn):
@@ -206,7 +207,7 @@ class InductorStep(_CompiledStep):
         self._guarded_update = _torch_compile(lambda value: EagerStep.guarded_update(self, value))
         # torch.compile of an optimizer's step leaves 0-dim float64 parameters (a planar flow's bias) unchanged
         # in torch 2.11 (not in 2.14): there the update of a model with 0-dim parameters runs eagerly
-        self._eager_update = _SCALAR_UPDATE_BROKEN and any(p.dim() == 0 for p in self.objective.parameters)
+        self._eager_update = _BEFORE_2_14 and any(p.dim() == 0 for p in self.objective.parameters)
 
     def _forward_backward_eager(self, inputs, params):
         # EagerStep.forward_backward written out: Dynamo breaks the graph at backward(), and a break inside a
@@ -262,10 +263,38 @@ class CUDAGraphs:
 
     def capture(self, fn, pool=None):
         graph = torch.cuda.CUDAGraph()
-        # thread_local: a DataLoader's pin-memory thread may call CUDA while we capture
-        with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
-            fn()
+        stream = torch.cuda.current_stream(self.device)
+        raised = []
+
+        def run():
+            try:
+                fn()
+            except BaseException as error:
+                raised.append(error)
+                raise
+
+        try:
+            # thread_local: a DataLoader's pin-memory thread may call CUDA while we capture
+            with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+                run()
+        except BaseException as error:
+            # a failed capture leaves torch.cuda.graph's side stream current, and (torch 2.11) the CUDA
+            # generator marked as capturing, so that the eager step after it could not draw: both are put back.
+            # The error the step raised is the one to report, not capture_end's "previous error during capture".
+            torch.cuda.set_stream(stream)
+            _end_generator_capture(self.device)
+            raise (raised[0] if raised and raised[0] is not error else error)
         return graph
+
+
+def _end_generator_capture(device):
+    if _BEFORE_2_14:  # torch < 2.14: one capturing flag per generator, cleared by capture_end alone
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        generator = torch.cuda.default_generators[index]
+        try:
+            generator.graphsafe_set_state(generator.clone_state())  # a clone is not capturing
+        except (AttributeError, RuntimeError):
+            pass
 
 
 class _Captured:
@@ -286,8 +315,6 @@ class CUDAGraphStep(_CompiledStep):
         self.graphs = graphs if graphs is not None else CUDAGraphs(model.device)
         self.captured = {}
         self._lr = []  # [param group, 0-dim lr tensor the graph reads, value it holds]
-        if self.graphs.capturable:
-            make_capturable(self.optimizer, model.device)
 
     def _signature(self, inputs, params):
         parts = [_layout(inputs), tuple(sorted(params))]
@@ -355,7 +382,7 @@ class CUDAGraphStep(_CompiledStep):
         graphs.set_rng_state(rng)
         self.zero_grad()
         self._tensors = None
-        with validation(False), self._tensor_lr():
+        with validation(False), self._tensor_lr(), self._capturable():
             captured.graph = graphs.capture(step)
         self.captured[key] = captured
         return captured
@@ -382,6 +409,26 @@ class CUDAGraphStep(_CompiledStep):
             for (group, _, _), value in zip(self._lr, floats):
                 group["lr"] = value
 
+    @contextlib.contextmanager
+    def _capturable(self):
+        """Capture the update of an optimizer that has a ``capturable`` option with it on (its step counters
+        move to the parameters' device for good: the graph updates them there).
+
+        Only while capturing: a replay runs no Python, so the flag matters to the capture alone, and outside it
+        the optimizer is the user's (its state dict, a checkpoint loaded on the CPU, an eager step after a
+        fallback).
+        """
+        if not self.graphs.capturable:
+            yield
+            return
+        before = [(group, group["capturable"]) for group in self.optimizer.param_groups if "capturable" in group]
+        make_capturable(self.optimizer)
+        try:
+            yield
+        finally:
+            for group, value in before:
+                group["capturable"] = value
+
     def _fill_lr(self):
         for entry in self._lr:
             group, tensor, last = entry
@@ -395,7 +442,7 @@ def _pool(graph):
     return pool() if callable(pool) else None
 
 
-def make_capturable(optimizer, device):
+def make_capturable(optimizer):
     """Turn on ``capturable`` where the optimizer has it, moving step counters to the parameters' device."""
     for group in optimizer.param_groups:
         if "capturable" not in group:

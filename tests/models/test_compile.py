@@ -390,14 +390,56 @@ def test_cuda_graph_step_falls_back_when_capture_fails(backend):
     assert model._steps[0].kind == "eager"
 
 
+def test_a_failed_capture_puts_the_stream_back_and_reports_the_steps_own_error(monkeypatch):
+    # CUDAGraphs.capture with torch.cuda's calls stood in for: capture_end fails after the step raised
+    calls = []
+
+    class Capture:
+        def __init__(self, graph, pool=None, capture_error_mode=None):
+            pass
+
+        def __enter__(self):
+            calls.append("begin")
+
+        def __exit__(self, *error):
+            raise RuntimeError("CUDA error: operation failed due to a previous error during capture")
+
+    def step():
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", object)
+    monkeypatch.setattr(torch.cuda, "graph", Capture)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: "the stream before")
+    monkeypatch.setattr(torch.cuda, "set_stream", lambda stream: calls.append(("set_stream", stream)))
+    monkeypatch.setattr(_compile, "_end_generator_capture", lambda device: calls.append("generator"))
+    with pytest.raises(RuntimeError, match="operation not permitted when stream is capturing"):
+        _compile.CUDAGraphs(torch.device("cuda", 0)).capture(step)
+    assert calls == ["begin", ("set_stream", "the stream before"), "generator"]
+
+
 def test_capturable_optimizers_get_their_step_on_the_parameters_device():
     model = vae(optimizer=torch.optim.Adam)
     model.train(batch(), beta=1.0)
-    _compile.make_capturable(model.optimizer, torch.device("cpu"))
+    _compile.make_capturable(model.optimizer)
     assert all(g["capturable"] for g in model.optimizer.param_groups)
     sgd = vae(optimizer=torch.optim.SGD, optimizer_params={"lr": 0.1})
-    _compile.make_capturable(sgd.optimizer, torch.device("cpu"))  # no such option: left alone
+    _compile.make_capturable(sgd.optimizer)  # no such option: left alone
     assert "capturable" not in sgd.optimizer.param_groups[0]
+
+
+def test_the_optimizer_is_capturable_only_while_the_step_is_captured(backend):
+    # a checkpoint of a captured run loads on the CPU, and an eager step after a fallback is the plain Adam
+    model, graphs = with_stand_in_graphs(vae(optimizer=torch.optim.Adam))
+    graphs.capturable = True
+    seen = []
+    capture = graphs.capture
+    graphs.capture = lambda fn, pool=None: (seen.append([g["capturable"] for g in model.optimizer.param_groups]),
+                                            capture(fn, pool))[1]
+    for i in range(3):
+        model.train(batch(16, i), beta=1.0)
+    assert seen == [[True]] and graphs.captures == 1
+    assert [g["capturable"] for g in model.optimizer.param_groups] == [False]
+    assert [g["capturable"] for g in model.state_dict()["optimizer"]["param_groups"]] == [False]
 
 
 def test_named_data_sets_compile_once_and_capture(backend):

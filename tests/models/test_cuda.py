@@ -6,6 +6,7 @@ The capture draws random numbers from the same CUDA generator as eager code, in 
 step computes what the eager one does up to floating-point rounding (the capturable Adam, the graph's kernels).
 """
 import importlib
+import io
 import json
 import math
 
@@ -18,6 +19,7 @@ from pgm.models import Model, NonFiniteLossError
 from pgm.models import _compile
 
 from test_compile import GOOD, THREE_TERMS, Decoder, Encoder, batch, two_groups
+from test_compile import vae as cpu_vae
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -95,7 +97,14 @@ def test_a_captured_step_computes_the_eager_step(aot_eager):
     assert len(graphs) == 2  # one capture per batch size; beta and lr changed without recapturing
     for step in graphs.values():
         assert isinstance(step.graph, torch.cuda.CUDAGraph)  # forward, backward and update: one graph
-    assert all(g["capturable"] for g in model.optimizer.param_groups)
+    # capturable only while capturing: its checkpoint loads into a CPU model, whose plain Adam trains on
+    assert not any(g["capturable"] for g in model.optimizer.param_groups)
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    cpu = cpu_vae()
+    cpu.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=True))
+    assert math.isfinite(cpu.train(batch(16, 0), beta=1.0))
     assert_same_run(eager, replayed, **CLOSE)
     # the step trained: the loss went down from the first steps
     assert replayed[0][-2] < replayed[0][0]
@@ -124,6 +133,31 @@ def test_a_captured_step_stops_before_the_update_on_inf_minus_inf_and_nan_in_any
     assert untouched.train(on_cuda(batch(8, 3)), **GOOD) == pytest.approx(after, rel=1e-4)
     for a, b in zip(untouched.distributions.parameters(), model.distributions.parameters()):
         torch.testing.assert_close(a, b, **CLOSE)
+
+
+class SyncingDecoder(Decoder):
+    def forward(self, z):
+        self.seen = float(z.abs().sum())  # a read on the host: a CUDA graph cannot capture it
+        return super().forward(z)
+
+
+def test_a_step_that_cannot_be_captured_warns_and_trains_eagerly_on(aot_eager):
+    # the failed capture leaves neither its stream current nor the random generator capturing (torch 2.11)
+    torch.manual_seed(0)
+    q, p = Normal("q(z|x)", net=Encoder()), Bernoulli("p(x|z)", net=SyncingDecoder())
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    for d in (q, p, prior):
+        d.to(CUDA)
+    model = Model((Parameter("beta") * KL(q, prior) - E(q, LogProb(p))).mean(), [q, p], compile="cudagraph")
+    model.train(on_cuda(batch(16, 0)), beta=1.0)  # the first step is eager
+    with pytest.warns(UserWarning, match=r"Model\(compile='cudagraph'\): could not capture the training step "
+                                         r"\(RuntimeError: .*captur"):
+        model.train(on_cuda(batch(16, 1)), beta=1.0)
+    assert model._steps[0].kind == "eager"
+    assert torch.cuda.current_stream(CUDA) == torch.cuda.default_stream(CUDA)
+    losses = [model.train(on_cuda(batch(16, i)), beta=1.0) for i in range(2, 6)]  # each draws z on the GPU
+    assert all(math.isfinite(v) for v in losses)
+    assert torch.randn(3, device=CUDA).isfinite().all()
 
 
 def test_an_inductor_step_computes_the_eager_step_on_cuda():
