@@ -94,8 +94,20 @@ class Objective:
         if not self.parameters:
             what = f" of objective {self.name!r}" if self.name else ""
             raise ValueError(f"Model: the distributions{what} have no trainable parameters.")
-        self.optimizer = self.optimizer_class(self.parameters, **self.optimizer_params)
+        devices = {p.device.type for p in self.parameters}
+        self.optimizer = self.optimizer_class(self.parameters,
+                                              **optimizer_keywords(self.optimizer_class, self.optimizer_params, devices))
         return self.optimizer
+
+
+def optimizer_keywords(optimizer, params, device_types):
+    """``params`` for ``optimizer``, with Adam and AdamW fused on CUDA unless the user chose an implementation:
+    one kernel per update, and the found-inf flag that skips a non-finite step on the device for free (the
+    others' updates are undone with a copy of every tensor they change)."""
+    if (optimizer in (torch.optim.Adam, torch.optim.AdamW) and device_types == {"cuda"}
+            and not {"fused", "foreach", "differentiable"} & set(params)):
+        return {**params, "fused": True}
+    return params
 
 
 def module_list(distributions, who):

@@ -53,7 +53,8 @@ class Model:
         distributions: the distributions whose parameters are trained.
         optimizer: a ``torch.optim.Optimizer`` class, or any callable taking the parameters
             (e.g. ``lambda params: torch.optim.Adam([{"params": ...}, {"params": ..., "lr": 1e-4}])``).
-        optimizer_params: its keyword arguments, e.g. ``{"lr": 1e-3}``.
+        optimizer_params: its keyword arguments, e.g. ``{"lr": 1e-3}``. On CUDA, Adam and AdamW are fused
+            (``fused=True``) unless they name ``fused`` or ``foreach``.
         clip_grad_norm / clip_grad_value: clip gradients before each step.
         test_loss: the loss :meth:`test` evaluates (default: ``loss``; with several objectives, each of theirs).
         compile: ``False`` (eager), ``"inductor"`` (``torch.compile`` of the forward, backward and optimizer

@@ -112,6 +112,7 @@ def test_a_captured_step_computes_the_eager_step(aot_eager):
 
 def test_a_captured_step_stops_before_the_update_on_inf_minus_inf_and_nan_in_any_term():
     model = three_terms("cudagraph")
+    assert model.optimizer.defaults["fused"]  # Adam on CUDA, fused by default: its found-inf flag skips the update
     for i in range(2):
         model.train(on_cuda(batch(8, i)), **GOOD)
     graphs = len(captured(model))

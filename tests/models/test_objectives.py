@@ -186,3 +186,18 @@ def test_more_misuse_is_explained(tmp_path):
     with pytest.raises(ValueError, match=r"the state holds the objectives \['critic', 'generator'\], this model "
                                          r"has \['d', 'g'\]"):
         renamed.load(tmp_path / "gan.pt")
+
+
+def test_adam_is_fused_on_cuda_unless_the_user_chose():
+    from pgm.models._step import optimizer_keywords
+    adam, adamw, sgd = torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD
+    assert optimizer_keywords(adam, {"lr": 1e-3}, {"cuda"}) == {"lr": 1e-3, "fused": True}
+    assert optimizer_keywords(adamw, {}, {"cuda"}) == {"fused": True}
+    for chosen in ({"fused": False}, {"foreach": True}, {"differentiable": True}):
+        assert optimizer_keywords(adam, chosen, {"cuda"}) == chosen
+    assert optimizer_keywords(adam, {"lr": 1e-3}, {"cpu"}) == {"lr": 1e-3}
+    assert optimizer_keywords(adam, {}, {"cpu", "cuda"}) == {}  # fused needs every parameter on CUDA
+    assert optimizer_keywords(sgd, {"lr": 0.1}, {"cuda"}) == {"lr": 0.1}
+    given = {"lr": 1e-3}
+    optimizer_keywords(adam, given, {"cuda"})
+    assert given == {"lr": 1e-3}  # the user's dict is left as it was
