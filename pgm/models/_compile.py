@@ -298,7 +298,7 @@ def _end_generator_capture(device):
 
 
 class _Captured:
-    __slots__ = ("inputs", "loss", "graph")
+    __slots__ = ("inputs", "params", "loss", "graph")
 
 
 class CUDAGraphStep(_CompiledStep):
@@ -316,8 +316,13 @@ class CUDAGraphStep(_CompiledStep):
         self.captured = {}
         self._lr = []  # [param group, 0-dim lr tensor the graph reads, value it holds]
 
+    def _tensor_values(self):
+        """The Parameter values the user gave as tensors: copied into the graph's own before each replay, as the
+        inputs are (numbers are in the model's boxes already)."""
+        return {k: v for k, v in (self.given or {}).items() if isinstance(v, torch.Tensor)}
+
     def _signature(self, inputs, params):
-        parts = [_layout(inputs), tuple(sorted(params))]
+        parts = [_layout(inputs), tuple(sorted(params)), _layout(self._tensor_values())]
         # optimizers without tensor-lr support bake lr into the graph: recapture when it changes
         parts.append(tuple(g["lr"] for g in self.optimizer.param_groups if "capturable" not in g))
         return tuple(parts)
@@ -338,6 +343,7 @@ class CUDAGraphStep(_CompiledStep):
         if sync:
             self.settle()
         _copy_into(captured.inputs, inputs)
+        _copy_into(captured.params, self._tensor_values())
         self._fill_lr()
         captured.graph.replay()
         if not sync:
@@ -357,12 +363,13 @@ class CUDAGraphStep(_CompiledStep):
         self.watch()
         captured = _Captured()
         captured.inputs = _map_tensors(lambda t: t.detach().clone(), inputs)
+        captured.params = {**params, **{k: v.detach().clone() for k, v in self._tensor_values().items()}}
 
         def forward_backward():
             # Python only during capture; on the CPU stand-in it makes replay overwrite the gradients,
             # as a CUDA graph does
             self.zero_grad()
-            value = EagerStep.forward(self, captured.inputs, params, distributed=False)
+            value = EagerStep.forward(self, captured.inputs, captured.params, distributed=False)
             EagerStep.backward(self, value)
             return value.detach()
 

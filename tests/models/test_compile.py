@@ -390,6 +390,19 @@ def test_cuda_graph_step_falls_back_when_capture_fails(backend):
     assert model._steps[0].kind == "eager"
 
 
+def test_parameter_values_given_as_tensors_reach_the_captured_step(backend):
+    # a replay reads its own copy of a tensor value, refreshed each step, as it does the inputs
+    betas = [torch.tensor(1.0), torch.tensor(1.0), torch.tensor(0.5), torch.tensor(0.0), torch.tensor(2.0)]
+    eager = vae()
+    model, graphs = with_stand_in_graphs(vae())
+    torch.manual_seed(2)
+    expected = [eager.train(batch(16, i), beta=b) for i, b in enumerate(betas)]
+    torch.manual_seed(2)
+    got = [model.train(batch(16, i), beta=b) for i, b in enumerate(betas)]
+    assert graphs.captures == 1
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(expected), rtol=1e-5, atol=1e-5)
+
+
 def test_a_failed_capture_puts_the_stream_back_and_reports_the_steps_own_error(monkeypatch):
     # CUDAGraphs.capture with torch.cuda's calls stood in for: capture_end fails after the step raised
     calls = []
