@@ -377,19 +377,21 @@ class CUDAGraphStep(_CompiledStep):
             captured.loss = forward_backward()
             EagerStep.guarded_update(self, captured.loss)
 
-        # warming up must not train: BatchNorm statistics and the random state are put back afterwards
-        model = self.model
+        # the warm-up runs the whole step, the update's kernels too, but must not train: its updates are no-ops
+        # (as after a non-finite loss), and BatchNorm statistics, the random state and the record are put back
+        model, watch = self.model, self._watch
         buffers = [(b, b.detach().clone()) for b in model.distributions.buffers()]
+        record = [(t, t.clone()) for t in (watch.count, watch.bad_at, watch.bad_value, watch.skip)]
         rng = graphs.get_rng_state()
-        with validation(False):
-            graphs.warmup(forward_backward, self.warmup_steps)
-        with torch.no_grad():
-            for buffer, saved in buffers:
-                buffer.copy_(saved)
-        graphs.set_rng_state(rng)
-        self.zero_grad()
         self._tensors = None
         with validation(False), self._tensor_lr(), self._capturable():
+            watch.bad_at.fill_(0)
+            graphs.warmup(step, self.warmup_steps)
+            with torch.no_grad():
+                for tensor, saved in buffers + record:
+                    tensor.copy_(saved)
+            graphs.set_rng_state(rng)
+            self.zero_grad()
             captured.graph = graphs.capture(step)
         self.captured[key] = captured
         return captured
