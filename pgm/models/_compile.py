@@ -383,6 +383,7 @@ class CUDAGraphStep(_CompiledStep):
         buffers = [(b, b.detach().clone()) for b in model.distributions.buffers()]
         record = [(t, t.clone()) for t in (watch.count, watch.bad_at, watch.bad_value, watch.skip)]
         rng = graphs.get_rng_state()
+        had_state = set(self.optimizer.state)
         self._tensors = None
         with validation(False), self._tensor_lr(), self._capturable():
             watch.bad_at.fill_(0)
@@ -390,8 +391,15 @@ class CUDAGraphStep(_CompiledStep):
             with torch.no_grad():
                 for tensor, saved in buffers + record:
                     tensor.copy_(saved)
+                # state the warm-up created (a parameter without a gradient until now) starts as it would have:
+                # zeros, made here rather than inside the graph, which would make them again at every replay
+                for p in set(self.optimizer.state) - had_state:
+                    for value in self.optimizer.state[p].values():
+                        if isinstance(value, torch.Tensor):
+                            value.zero_()
             graphs.set_rng_state(rng)
             self.zero_grad()
+            self._tensors = None  # the state tensors, those just made included
             captured.graph = graphs.capture(step)
         self.captured[key] = captured
         return captured

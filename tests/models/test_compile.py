@@ -403,6 +403,26 @@ def test_parameter_values_given_as_tensors_reach_the_captured_step(backend):
     torch.testing.assert_close(torch.tensor(got), torch.tensor(expected), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("optimizer", [torch.optim.Adam, lambda p: torch.optim.Adam(p, fused=True)])
+def test_optimizer_state_made_by_the_warm_up_starts_fresh(optimizer, backend):
+    # a parameter with no optimizer state yet (no gradient in the steps so far) when the step is captured: the
+    # warm-up makes its state, as the eager step would, and leaves it as the eager step would find it
+    eager, (model, graphs) = vae(optimizer=optimizer), with_stand_in_graphs(vae(optimizer=optimizer))
+    for m in (eager, model):
+        torch.manual_seed(2)
+        m.train(batch(16, 0), beta=1.0)
+        weight = m.distributions[1].net.net.weight
+        del m.optimizer.state[weight]  # as if it had had no gradient in the first step
+    torch.manual_seed(3)
+    expected = [eager.train(batch(16, i), beta=1.0) for i in range(1, 4)]
+    torch.manual_seed(3)
+    got = [model.train(batch(16, i), beta=1.0) for i in range(1, 4)]
+    assert graphs.captures == 1
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(expected), rtol=1e-5, atol=1e-5)
+    for a, b in zip(eager.distributions.parameters(), model.distributions.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_a_failed_capture_puts_the_stream_back_and_reports_the_steps_own_error(monkeypatch):
     # CUDAGraphs.capture with torch.cuda's calls stood in for: capture_end fails after the step raised
     calls = []
