@@ -309,6 +309,7 @@ class CUDAGraphStep(_CompiledStep):
 
     kind = "cudagraph"
     warmup_steps = 2
+    max_graphs = 16  # input signatures captured; each graph keeps its own memory on the device
 
     def __init__(self, model, objective, graphs=None):
         super().__init__(model, objective)
@@ -332,6 +333,9 @@ class CUDAGraphStep(_CompiledStep):
             return self.first(inputs, params)
         key = self._signature(inputs, params)
         captured = self.captured.get(key)
+        if captured is None and len(self.captured) >= self.max_graphs:
+            self._too_many_graphs()
+            return EagerStep.train(self, inputs, params, sync)
         if captured is None:
             try:
                 captured = self._capture(inputs, params, key)
@@ -425,6 +429,15 @@ class CUDAGraphStep(_CompiledStep):
         finally:
             for (group, _, _), value in zip(self._lr, floats):
                 group["lr"] = value
+
+    def _too_many_graphs(self):
+        if not getattr(self, "_warned_too_many", False):
+            self._warned_too_many = True
+            warnings.warn(
+                f"Model(compile={self.model.compile!r}): {self.max_graphs} input shapes are captured already (one "
+                f"CUDA graph and its memory each); steps on other shapes run eagerly. Pad or bucket the batches "
+                f"to a few shapes (sequence lengths) to keep every step captured.",
+                UserWarning, stacklevel=6)
 
     @contextlib.contextmanager
     def _capturable(self):

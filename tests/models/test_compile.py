@@ -423,6 +423,23 @@ def test_optimizer_state_made_by_the_warm_up_starts_fresh(optimizer, backend):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_past_its_graph_limit_a_captured_step_runs_new_shapes_eagerly(backend):
+    sizes = [16, 8, 4, 8, 4, 16]
+    eager = vae()
+    model, graphs = with_stand_in_graphs(vae())
+    model._steps[0].max_graphs = 2
+    torch.manual_seed(2)
+    expected = [eager.train(batch(n, i), beta=1.0) for i, n in enumerate(sizes)]
+    torch.manual_seed(2)
+    got = [model.train(batch(n, i), beta=1.0) for i, n in enumerate(sizes[:2])]
+    with pytest.warns(UserWarning, match=r"2 input shapes are captured already .* steps on other shapes run "
+                                         r"eagerly. Pad or bucket the batches") as caught:
+        got += [model.train(batch(n, i), beta=1.0) for i, n in enumerate(sizes[2:], 2)]
+    assert len(caught) == 1 and caught[0].filename == __file__
+    assert graphs.captures == 2  # 16 and 8; the batches of 4 ran eagerly
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(expected), rtol=1e-5, atol=1e-5)
+
+
 def test_a_failed_capture_puts_the_stream_back_and_reports_the_steps_own_error(monkeypatch):
     # CUDAGraphs.capture with torch.cuda's calls stood in for: capture_end fails after the step raised
     calls = []
