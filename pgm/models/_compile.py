@@ -298,7 +298,7 @@ def _end_generator_capture(device):
 
 
 class _Captured:
-    __slots__ = ("inputs", "params", "loss", "graph")
+    __slots__ = ("inputs", "params", "loss", "graph", "grads")
 
 
 class CUDAGraphStep(_CompiledStep):
@@ -349,6 +349,10 @@ class CUDAGraphStep(_CompiledStep):
         _copy_into(captured.inputs, inputs)
         _copy_into(captured.params, self._tensor_values())
         self._fill_lr()
+        parameters = self.objective.parameters
+        if any(p.grad is not g for p, g in zip(parameters, captured.grads)):
+            for p, g in zip(parameters, captured.grads):  # the gradients this graph writes (another shape's,
+                p.grad = g                                 # or an eager step's, were there before)
         captured.graph.replay()
         if not sync:
             return self.defer(captured.loss.clone(), inputs, params)
@@ -405,6 +409,7 @@ class CUDAGraphStep(_CompiledStep):
             self.zero_grad()
             self._tensors = None  # the state tensors, those just made included
             captured.graph = graphs.capture(step)
+        captured.grads = [p.grad for p in self.objective.parameters]
         self.captured[key] = captured
         return captured
 

@@ -136,6 +136,18 @@ def test_a_captured_step_stops_before_the_update_on_inf_minus_inf_and_nan_in_any
         torch.testing.assert_close(a, b, **CLOSE)
 
 
+def test_the_gradients_after_a_replay_are_those_of_its_step(aot_eager):
+    # two captured shapes: replaying the first graph again leaves its gradients, not the second graph's, in .grad
+    eager, model = vae(), vae(True)
+    for m in (eager, model):
+        torch.manual_seed(2)
+        for i, n in enumerate([16, 16, 8, 16]):
+            m.train(on_cuda(batch(n, i)), beta=1.0)
+    assert len(captured(model)) == 2
+    for a, b in zip(eager.distributions.parameters(), model.distributions.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, **CLOSE)
+
+
 class SyncingDecoder(Decoder):
     def forward(self, z):
         self.seen = float(z.abs().sum())  # a read on the host: a CUDA graph cannot capture it
