@@ -4,6 +4,8 @@ import inspect
 import pytest
 import torch
 
+from pgm.models import Model
+
 
 @pytest.fixture
 def one_thread():
@@ -26,3 +28,20 @@ def _fresh_dynamo_caches():
     yield
     if _SHARED_RECOMPILE_BUDGET:
         torch._dynamo.reset()
+
+
+@pytest.fixture
+def built_models(monkeypatch):
+    """``built_models(module)``: a list that collects the pgm ``Model``s ``module`` (a script, which imports
+    ``Model`` by name) builds from then on, for checks on the trained models."""
+    def record(module):
+        built = []
+
+        class Recorded(Model):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                built.append(self)
+
+        monkeypatch.setattr(module, "Model", Recorded)
+        return built
+    return record

@@ -8,7 +8,6 @@ import torch.distributions as td
 
 import cvae
 from common import data
-from pgm.models import Model
 
 TINY = ["--epochs", "2", "--hidden", "16", "--batch-size", "64", "--latent", "4", "--iw-samples", "8",
         "--eval-every", "1", "--device", "cpu"]
@@ -29,15 +28,8 @@ def test_labelled_images_are_the_whole_digits_with_every_label():
     assert images.unlabelled[0] is x and y.sum(1).eq(1).all()
 
 
-def test_cvae(tmp_path, capsys, monkeypatch):
-    built = []
-
-    class Recorded(Model):  # keeps the trained model, for the independent check below
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            built.append(self)
-
-    monkeypatch.setattr(cvae, "Model", Recorded)
+def test_cvae(tmp_path, capsys, built_models):
+    built = built_models(cvae)  # the Models it trains, for the checks below
     record = cvae.main(TINY + ["--out", str(tmp_path)])
     printed = capsys.readouterr().out
     saved = json.loads((tmp_path / "results.json").read_text())

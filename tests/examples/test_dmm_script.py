@@ -9,7 +9,6 @@ from torch.nn import functional as F
 
 import dmm
 from common import sequences
-from pgm.models import Model
 
 TINY = ["--epochs", "2", "--hidden", "16", "--rnn", "8", "--latent", "3", "--batch-size", "16", "--sequences", "40",
         "--steps", "6", "--size", "6", "--eval-every", "1", "--device", "cpu"]
@@ -50,15 +49,8 @@ def test_bouncing_balls():
     assert 0.2 < torch.stack(moves).mean() < 1.5  # it moves, by about its speed per frame
 
 
-def test_dmm(tmp_path, capsys, monkeypatch):
-    built = []
-
-    class Recorded(Model):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            built.append(self)
-
-    monkeypatch.setattr(dmm, "Model", Recorded)
+def test_dmm(tmp_path, capsys, built_models):
+    built = built_models(dmm)  # the Models it trains, for the checks below
     record = dmm.main(TINY + ["--out", str(tmp_path)])
     printed = capsys.readouterr().out
     saved = json.loads((tmp_path / "results.json").read_text())

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 
 from common import data, multimodal
 from pgm.distributions import Deterministic, Normal
-from pgm.models import Model
 
 # About a second a model on one CPU thread, long enough for the variational models' codes to carry the labels.
 TINY = ["--epochs", "3", "--hidden", "32", "--lr", "0.01", "--batch-size", "64", "--latent", "4", "--iw-samples", "8",
@@ -58,17 +57,10 @@ VAE_TRAINING_LOSS = [16.424, 12.949, 12.612]  # the mean loss of each epoch (the
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def run(script, tmp_path, capsys, monkeypatch, *extra):
+def run(script, tmp_path, capsys, built_models, *extra):
     """Run ``script`` with TINY; returns what main returned, results.json and the Models it trained."""
     module = importlib.import_module(script)
-    built = []
-
-    class Recorded(Model):  # keeps the trained models, for the independent checks
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            built.append(self)
-
-    monkeypatch.setattr(module, "Model", Recorded)
+    built = built_models(module)  # the Models it trains, for the checks below
     record = module.main(TINY + list(extra) + ["--out", str(tmp_path)])
     printed = capsys.readouterr().out
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -164,8 +156,8 @@ def held_out_pairs():
     return data.load("digits", labels="all").test
 
 
-def test_vae(tmp_path, capsys, monkeypatch):
-    record, saved, (model,) = run("vae", tmp_path, capsys, monkeypatch)
+def test_vae(tmp_path, capsys, built_models):
+    record, saved, (model,) = run("vae", tmp_path, capsys, built_models)
     assert saved["objective"] == EXPECTED_LATEX["vae"][0]
     assert record["ELBO"] == saved["ELBO"] and saved["history"]["monitor_epoch"] == [1, 2, 3]
     assert (tmp_path / "learning_curves.png").read_bytes()[:8] == PNG
@@ -180,7 +172,7 @@ def test_vae(tmp_path, capsys, monkeypatch):
     assert saved["history"]["test ELBO"][-1] > saved["history"]["test ELBO"][0] + 0.5  # it learned
 
 
-def test_compile_option_trains_the_compiled_step(tmp_path, monkeypatch, capsys):
+def test_compile_option_trains_the_compiled_step(tmp_path, monkeypatch, capsys, built_models):
     """--compile inductor goes through Model(compile='inductor'); the aot_eager backend stands in for inductor (no
     code generation, the same Dynamo and AOTAutograd path) and draws random numbers as eager code does, so the run
     trains as the eager one pinned above; a fallback to eager would warn, which fails the test."""
@@ -193,7 +185,7 @@ def test_compile_option_trains_the_compiled_step(tmp_path, monkeypatch, capsys):
         graphs.append(graph)
         return lookup_backend("aot_eager")(graph, example_inputs)
     monkeypatch.setattr(_compile, "BACKEND", backend)
-    _, saved, (model,) = run("vae", tmp_path / "run", capsys, monkeypatch, "--compile", "inductor")
+    _, saved, (model,) = run("vae", tmp_path / "run", capsys, built_models, "--compile", "inductor")
     assert graphs and isinstance(model._steps[0], _compile.InductorStep) and not model._compile_failed_once
     assert saved["settings"]["compile"] == "inductor"
     assert saved["history"]["loss"] == pytest.approx(VAE_TRAINING_LOSS, rel=1e-3)
@@ -208,8 +200,8 @@ def test_compile_option_trains_the_compiled_step(tmp_path, monkeypatch, capsys):
 CHANCE_LRAP = sum(1 / k for k in range(1, 11)) / 10
 
 
-def test_mvae_scores_every_model_in_its_settings(tmp_path, capsys, monkeypatch):
-    _, saved, built = run("mvae", tmp_path, capsys, monkeypatch)
+def test_mvae_scores_every_model_in_its_settings(tmp_path, capsys, built_models):
+    _, saved, built = run("mvae", tmp_path, capsys, built_models)
     expected = {"AE": ["setting 1", "setting 2"], "VAE": ["setting 1", "setting 2"],
                 "MAE": ["setting 3", "setting 4"], "MVAE": ["setting 3", "setting 4"]}
     assert {model: sorted(saved[model]) for model in expected} == expected
@@ -234,8 +226,8 @@ def test_mvae_scores_every_model_in_its_settings(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("script, extra, params", [("jmvae", [], {}), ("jmvae_kl", ["--alpha", "1"], {"alpha": 1.0})])
-def test_jmvae_log_likelihoods_and_cross_modal_figure(script, extra, params, tmp_path, capsys, monkeypatch):
-    _, saved, (model,) = run(script, tmp_path, capsys, monkeypatch, *extra)
+def test_jmvae_log_likelihoods_and_cross_modal_figure(script, extra, params, tmp_path, capsys, built_models):
+    _, saved, (model,) = run(script, tmp_path, capsys, built_models, *extra)
     assert saved["objective"] == EXPECTED_LATEX[script][0]
     inputs = {"x": held_out_pairs()[0], "w": held_out_pairs()[1]}
     assert_loss_is_the_objective(model, inputs, **params)

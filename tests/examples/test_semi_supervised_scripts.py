@@ -15,7 +15,6 @@ import torch.distributions as td
 import torch.nn.functional as F
 
 from common import data, evaluation, networks, training
-from pgm.models import Model
 
 TINY = ["--epochs", "2", "--hidden", "16", "--batch-size", "64", "--labels", "20", "--eval-every", "1",
         "--device", "cpu"]
@@ -188,16 +187,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("script, extra, keys, plain_loss, params", RUNS, ids=IDS)
-def test_script_runs_end_to_end(script, extra, keys, plain_loss, params, tmp_path, capsys, monkeypatch, request):
+def test_script_runs_end_to_end(script, extra, keys, plain_loss, params, tmp_path, capsys, request, built_models):
     module = importlib.import_module(script)
-    built = []
-
-    class Recorded(Model):  # keeps the trained model, for the independent check below
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            built.append(self)
-
-    monkeypatch.setattr(module, "Model", Recorded)
+    built = built_models(module)  # the Models it trains, for the checks below
     record = module.main(SMALL + extra + ["--out", str(tmp_path)])
     printed = capsys.readouterr().out
 

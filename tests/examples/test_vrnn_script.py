@@ -9,7 +9,6 @@ from torch.nn import functional as F
 
 import vrnn
 from common import sequences
-from pgm.models import Model
 
 TINY = ["--epochs", "2", "--hidden", "16", "--rnn", "8", "--latent", "3", "--batch-size", "16", "--sequences", "40",
         "--steps", "6", "--size", "6", "--eval-every", "1", "--device", "cpu"]
@@ -40,15 +39,8 @@ def elbo_by_hand(q, prior, p, f, x, mask, rnn):
     return total
 
 
-def test_vrnn(tmp_path, capsys, monkeypatch):
-    built = []
-
-    class Recorded(Model):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            built.append(self)
-
-    monkeypatch.setattr(vrnn, "Model", Recorded)
+def test_vrnn(tmp_path, capsys, built_models):
+    built = built_models(vrnn)  # the Models it trains, for the checks below
     record = vrnn.main(TINY + ["--out", str(tmp_path)])
     printed = capsys.readouterr().out
     saved = json.loads((tmp_path / "results.json").read_text())

@@ -205,7 +205,7 @@ def test_fit_with_captured_steps_resumes_as_it_would_have_gone_on(tmp_path, aot_
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_the_ss_hmvae_kl_script_trains_with_captured_steps_as_eagerly(tmp_path, capsys, monkeypatch):
+def test_the_ss_hmvae_kl_script_trains_with_captured_steps_as_eagerly(tmp_path, capsys, monkeypatch, built_models):
     from pathlib import Path
     examples = str(Path(__file__).resolve().parents[2] / "examples")
     monkeypatch.syspath_prepend(examples)
@@ -213,14 +213,7 @@ def test_the_ss_hmvae_kl_script_trains_with_captured_steps_as_eagerly(tmp_path, 
     small = ["--epochs", "2", "--hidden", "32", "--batch-size", "128", "--labels", "100", "--eval-every", "1",
              "--device", "cuda"]
     eager = module.main(small + ["--compile", "off", "--out", str(tmp_path / "eager")])
-    built = []
-
-    class Recorded(Model):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            built.append(self)
-
-    monkeypatch.setattr(module, "Model", Recorded)
+    built = built_models(module)  # the Models it trains, for the checks below
     compiled = module.main(small + ["--compile", "on", "--out", str(tmp_path / "compiled")])
     (model,) = built
     assert len(captured(model)) >= 1
