@@ -11,29 +11,12 @@ from pgm.distributions import Bernoulli, Normal
 from pgm.losses import E, KL, LogProb
 from pgm.models import Model
 
-
-class Encoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 8))
-
-    def forward(self, x):
-        loc, scale = self.net(x).chunk(2, -1)
-        return {"loc": loc, "scale": nn.functional.softplus(scale) + 1e-3}
-
-
-class Decoder(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 32))
-
-    def forward(self, z):
-        return {"logits": self.net(z)}
+from model_nets import Decoder, Encoder, LocScale, Logits
 
 
 def vae(precision):
     torch.manual_seed(0)
-    q, p = Normal("q(z|x)", net=Encoder()), Bernoulli("p(x|z)", net=Decoder())
+    q, p = Normal("q(z|x)", net=Encoder(32, 4, hidden=64)), Bernoulli("p(x|z)", net=Decoder(4, 32, hidden=64))
     prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[4])
     return Model((KL(q, prior) - E(q, LogProb(p))).mean(), [q, p], precision=precision,
                  optimizer_params={"lr": 1e-2})
@@ -72,8 +55,8 @@ def test_densities_and_their_sums_stay_float32_under_autocast():
     # the networks run in bfloat16; the log-density of 784 pixels and the KL are summed in float32 from the
     # networks' (bfloat16) outputs, as torch.distributions computes them on those outputs cast to float32
     torch.manual_seed(0)
-    q = Normal("q(z|x)", net=nn.Sequential(nn.Linear(784, 16), _LocScale()))
-    p = Bernoulli("p(x|z)", net=nn.Sequential(nn.Linear(8, 784), _Logits()))
+    q = Normal("q(z|x)", net=nn.Sequential(nn.Linear(784, 16), LocScale()))
+    p = Bernoulli("p(x|z)", net=nn.Sequential(nn.Linear(8, 784), Logits()))
     prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[8])
     x = torch.rand(32, 784).round()
     z = torch.randn(32, 8)
@@ -94,13 +77,3 @@ def test_densities_and_their_sums_stay_float32_under_autocast():
     low = torch.distributions.Bernoulli(logits=logits).log_prob(x.bfloat16()).sum(-1)
     assert (low.float() - reference).abs().max() > 1e-2
 
-
-class _LocScale(nn.Module):
-    def forward(self, h):
-        loc, scale = h.chunk(2, -1)
-        return {"loc": loc, "scale": nn.functional.softplus(scale) + 1e-3}
-
-
-class _Logits(nn.Module):
-    def forward(self, h):
-        return {"logits": h}
