@@ -139,7 +139,7 @@ class _Watch:
     that step. The host keeps the inputs of the pending steps to diagnose the bad one.
     """
 
-    limit = 1000  # pending steps kept before a read is forced
+    limit = 100  # pending steps kept (their inputs alive) before a read is forced; fit reads as often
 
     def __init__(self, device, dtype):
         self.count = torch.zeros((), dtype=torch.int64, device=device)
