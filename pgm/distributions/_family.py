@@ -228,6 +228,9 @@ class Family(Distribution):
 
     def _sample(self, scope: Scope, sample_shape=torch.Size(), reparam=True):
         """Draw the variables once per scope (cached); returns (values, lead ndim)."""
+        # a family without a reparameterized sampler draws the same way whatever is asked: one draw, shared
+        # by the score-function E (which asks reparam=False) and by a Term or a joint that ask reparam=True
+        reparam = reparam and self.has_reparam
         key = (id(self), tuple(sample_shape), reparam, scope.lead_shape,
                tuple(scope.values.get(c) for c in self.cond_var))
         hit = scope.samples.get(key)
@@ -243,8 +246,7 @@ class Family(Distribution):
         return result
 
     def _draw(self, dist, params, shape, reparam):
-        # a family without a reparameterized sampler draws without gradient; E refuses such families upfront
-        return dist.rsample(shape) if reparam and self.has_reparam else dist.sample(shape)
+        return dist.rsample(shape) if reparam else dist.sample(shape)
 
     def _log_prob(self, scope: Scope):
         value = scope.values.get(self.var[0])

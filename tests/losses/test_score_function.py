@@ -9,7 +9,7 @@ import torch.distributions as td
 from torch import nn
 
 from pgm.distributions import Bernoulli, Categorical, Deterministic, Normal
-from pgm.losses import E, KL, LogProb, MovingAverageBaseline
+from pgm.losses import E, KL, LogProb, MovingAverageBaseline, Term
 from pgm.models import Model
 
 from loss_nets import Gaussian, Logits
@@ -211,3 +211,22 @@ def test_stratified_needs_a_mixture(model):
     with pytest.raises(ValueError, match=r"^E over q\(z\|x\): estimator='stratified' draws once per component of a "
                                          r"Mixture; Bernoulli is not one\.$"):
         E(q, LogProb(p), estimator="stratified")
+
+
+def test_a_discrete_variable_is_drawn_once_and_shared_by_every_term():
+    """The score-function E asks for a draw without gradient, a Term or a joint with one: a Categorical has no
+    reparameterized draw, so all of them must get the same draw of y."""
+    q_y = Categorical("q(y|x)", net=Logits(3, 50))
+    q_z = Normal("q(z|x,y)", net=Gaussian(53, 2))
+    seen = {}
+
+    def recorder(tag):
+        def record(y):
+            seen[tag] = y
+            return y.sum(-1) * 0
+        return record
+
+    loss = (E(q_y, Term(recorder("E"), "a")) + Term(recorder("Term"), "b", inputs={"y": q_y})
+            + E(q_y * q_z, Term(recorder("joint"), "c")))
+    loss.eval({"x": torch.randn(200, 3)})
+    assert seen["E"] is seen["Term"] is seen["joint"]
