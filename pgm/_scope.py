@@ -96,6 +96,14 @@ class Context:
                 lead_shape = value.shape[:1]
         return cls(values, lead, lead_shape, dict(params or {}), {} if samples is None else samples, datasets)
 
+    def flat(self, names):
+        """The values of ``names`` broadcast over their leading dims and flattened to ``(n, *event)`` each, as a
+        network takes them, and the leading shape ``n`` unflattens to."""
+        args = [self.values[n] for n in names]
+        leads = [self.lead[n] for n in names]
+        lead_shape = torch.broadcast_shapes(*(a.shape[:k] for a, k in zip(args, leads)))
+        return [a.expand(lead_shape + a.shape[k:]).reshape((-1,) + a.shape[k:]) for a, k in zip(args, leads)], lead_shape
+
     def child(self, new_values, new_lead, lead_shape):
         """A context with ``new_values`` added (each with its number of leading dims in ``new_lead``) and
         ``lead_shape`` as its batch shape, sharing this one's draws: what an expectation evaluates ``f`` in."""

@@ -196,8 +196,7 @@ class Family(Distribution):
         if all(n == 1 for n in leads) and len({a.shape[0] for a in args}) == 1:
             out, lead_shape = self._net_params(args, [a.shape for a in args]), args[0].shape[:1]
         else:
-            lead_shape = torch.broadcast_shapes(*(a.shape[:n] for a, n in zip(args, leads)))
-            flat = [a.expand(lead_shape + a.shape[n:]).reshape((-1,) + a.shape[n:]) for a, n in zip(args, leads)]
+            flat, lead_shape = scope.flat(self.cond_var)
             out = self._net_params(flat, [a.shape for a in args])
             out = {k: v.reshape(lead_shape + v.shape[1:]) for k, v in out.items()}
         for k in self.fixed_parameters:

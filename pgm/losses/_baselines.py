@@ -49,16 +49,19 @@ class NetworkBaseline(nn.Module):
         self.net, self.cond_var, self.where = net, list(q.cond_var), f"the baseline of E over {q.prob_text}"
 
     def forward(self, context, signal):
-        out = self.net(*(context[c] for c in self.cond_var))
+        # q's conditions may carry different leading dims (x from the data, z drawn by an enclosing E): the
+        # network takes them broadcast and flattened, as q's own network does
+        flat, lead_shape = context.flat(self.cond_var)
+        out = self.net(*flat)
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"{self.where} must return a tensor; got {type(out).__name__}.")
-        batch = context.lead_shape
-        if out.shape == batch + (1,):
+        n = flat[0].shape[0]
+        if out.shape == (n, 1):
             out = out.squeeze(-1)
-        if out.shape != batch:
-            raise ValueError(f"{self.where} must return one value per example, shape {tuple(batch)} "
-                             f"(or {tuple(batch) + (1,)}); got {tuple(out.shape)}.")
-        return out
+        if out.shape != (n,):
+            raise ValueError(f"{self.where} must return one value per example, shape {(n,)} "
+                             f"(or {(n, 1)}); got {tuple(out.shape)}.")
+        return out.reshape(lead_shape)
 
 
 class _FitBaseline(torch.autograd.Function):

@@ -164,7 +164,7 @@ class E(Loss):
             b = self.baseline(scope, signal)
             signal = signal - b.detach()
             if not isinstance(self.baseline, MovingAverageBaseline):  # a learned baseline: fit b to f
-                value = value + fit_baseline(b, value.detach())
+                value = value + fit_baseline(b, _reduce_samples(value.detach(), scope))  # b against f's mean
         # (log_q - log_q.detach()) is zero but carries grad log q: the value stays the expectation itself
         return _reduce_samples(value + signal * (log_q - log_q.detach()), scope)
 

@@ -230,3 +230,35 @@ def test_a_discrete_variable_is_drawn_once_and_shared_by_every_term():
             + E(q_y * q_z, Term(recorder("joint"), "c")))
     loss.eval({"x": torch.randn(200, 3)})
     assert seen["E"] is seen["Term"] is seen["joint"]
+
+
+def test_a_learned_baseline_is_fitted_to_the_mean_of_f_over_the_samples(model):
+    """The baseline's gradient is that of 1/2 (b - f)^2 averaged over the K draws, b - mean_k f: with many draws,
+    b minus the exact expectation (summed by enumeration), whatever K is."""
+    q, p, x = model
+    net = nn.Linear(DX, 1)
+    exact = E(q, LogProb(p), enumerate=True).eval({"x": x}).detach()
+    for k in (5_000, 20_000):
+        net.zero_grad()
+        E(q, LogProb(p), sample_shape=k, baseline=net).eval({"x": x}).mean().backward()
+        b = net(x).squeeze(-1).detach()
+        torch.testing.assert_close(net.bias.grad, ((b - exact) / B).sum().reshape(1), atol=0.05, rtol=0)
+
+
+def test_a_learned_baseline_takes_conditions_drawn_by_an_enclosing_expectation():
+    """q(y|x,z) under E over q(z|x) with 3 draws: x is (B, .), z is (3, B, .); the baseline network takes them
+    broadcast, as q's network does, and leaves the value unchanged."""
+    q_z = Normal("q(z|x)", net=Gaussian(3, 2))
+    q_y = Categorical("q(y|x,z)", net=Logits(5, 4))
+    p = Normal("p(x|y)", net=Gaussian(4, 3))
+    x = torch.randn(6, 3)
+    values = []
+    class Baseline(nn.Linear):
+        def forward(self, x, z):
+            return super().forward(torch.cat([x, z], -1))
+
+    for baseline in (None, Baseline(5, 1)):
+        torch.manual_seed(0)
+        values.append(E(q_z, E(q_y, LogProb(p), baseline=baseline), sample_shape=3).eval({"x": x}))
+    assert values[1].shape == (6,)
+    torch.testing.assert_close(values[1], values[0])
