@@ -151,10 +151,11 @@ class _GradientPenalty(Loss):
                 a, b = torch.broadcast_tensors(a, b)
             eps = torch.rand(tuple(lead_shape) + (1,) * (a.dim() - len(lead_shape)), dtype=a.dtype, device=a.device)
             mixed[n] = (eps * a + (1 - eps) * b).requires_grad_(True)
-        out = self.critic(mixed, lead_shape)
         generated = [mixed[n] for n in self.critic.names if n in self.p.var]
-        with torch.enable_grad():
-            grads = torch.autograd.grad(out.sum(), generated, create_graph=True)
+        training = torch.is_grad_enabled()
+        with torch.enable_grad():  # the penalty is a gradient: it needs the critic's graph under no_grad too
+            out = self.critic(mixed, lead_shape)
+            grads = torch.autograd.grad(out.sum(), generated, create_graph=training)
         squared = sum(g.reshape(tuple(lead_shape) + (-1,)).pow(2).sum(-1) for g in grads)
         value = (squared.sqrt() - 1).pow(2)  # sqrt(0) has an infinite derivative; a zero gradient norm is rare
         return value.mean() if self.reduce else value

@@ -159,6 +159,20 @@ def test_the_gradient_penalty_of_a_linear_critic_is_its_slope_minus_one_squared(
     torch.testing.assert_close(a - b, torch.tensor(2.0 * 16.0))
 
 
+def test_the_gradient_penalty_is_evaluated_without_gradients_as_with_them(gan_parts):
+    """Model.test and validation evaluate under torch.no_grad; the penalty, itself a gradient, still has a value
+    there (the same), and leaves nothing to back-propagate."""
+    _, p, d, x = gan_parts
+    wgan = Wasserstein(p, discriminator=d, gradient_penalty=10.0)
+    torch.manual_seed(6)
+    with_grad = wgan.discriminator_loss.eval({"x": x})
+    torch.manual_seed(6)
+    with torch.no_grad():
+        without = wgan.discriminator_loss.eval({"x": x})
+    assert not without.requires_grad
+    torch.testing.assert_close(without, with_grad.detach())
+
+
 def test_adversarial_kl_of_an_encoder_matches_plain_torch():
     q = Normal("q(z|x)", net=Gaussian(DX, DZ))
     prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[DZ])
