@@ -11,7 +11,7 @@ from torch import nn
 from ..distributions import Distribution
 from . import _printing
 from ._base import Loss, as_loss
-from ._terms import E
+from ._terms import E, _log_mean_exp
 
 
 class Input(Loss):
@@ -215,7 +215,8 @@ class LogMeanExp(E):
     def __init__(self, q, f, sample_shape=1):
         if isinstance(q, Distribution) and not q.has_reparam:
             raise ValueError(f"LogMeanExp over {q.prob_text}: {type(q).__name__} has no reparameterized sampler; "
-                             f"use a relaxed family, or E(q, f, estimator='score_function').")
+                             f"use a relaxed family, IWAE(p, q, K) for the importance-weighted bound (it has a score-function "
+                             f"gradient), or E(q, f, estimator='score_function').")
         super().__init__(q, f, sample_shape, estimator="reparameterized")
 
     def _eval(self, scope):
@@ -225,7 +226,7 @@ class LogMeanExp(E):
         if extra <= 0:
             return value
         count = math.prod(value.shape[:extra])
-        return torch.logsumexp(value.reshape((count,) + value.shape[extra:]), 0) - math.log(count)
+        return _log_mean_exp(value.reshape((count,) + value.shape[extra:]), count)
 
     def _sym(self):
         q = self.q.prob_text

@@ -34,6 +34,36 @@ def _reduce_samples(value, scope):
     return value.mean(dim=tuple(range(extra))) if extra > 0 else value
 
 
+def _draw_to_score(q, scope, sample_shape):
+    """A draw of ``q`` for the score-function estimator and the log q its score term differentiates."""
+    factors = q.factors if type(q) is JointDistribution else None
+    if factors is not None and any(f.has_reparam for f in factors):
+        # a joint of reparameterized and discrete factors: the pathwise gradient through the first, the
+        # score term for the discrete ones only (their log q, which may depend on the reparameterized draws)
+        inner = q.sample(scope, sample_shape, reparam=True)
+        return inner, sum(f.log_prob(inner) for f in factors if not f.has_reparam)
+    inner = q.sample(scope, sample_shape, reparam=False)
+    return inner, q.log_prob(inner)
+
+
+def _log_mean_exp(values, count):
+    """log (1/K) sum_k exp(values_k) over the first dim (``count`` = K)."""
+    return torch.logsumexp(values, 0) - math.log(count)
+
+
+def _leave_one_out(log_w):
+    """VIMCO's baseline for each of the K samples (first dim of ``log_w``): the bound with log w_k replaced by
+    the mean of the others' log w, a value that does not depend on sample k (Mnih & Rezende 2016)."""
+    count = log_w.shape[0]
+    others_mean = (log_w.sum(0, keepdim=True) - log_w) / (count - 1)
+    # log sum_{j != k} w_j from prefix and suffix log-sum-exps: stable, O(K) memory
+    prefix = torch.logcumsumexp(log_w, 0)
+    suffix = torch.logcumsumexp(log_w.flip(0), 0).flip(0)
+    empty = torch.full_like(log_w[:1], -math.inf)
+    others = torch.logaddexp(torch.cat([empty, prefix[:-1]]), torch.cat([suffix[1:], empty]))
+    return torch.logaddexp(others, others_mean) - math.log(count)
+
+
 class LogProb(Loss):
     r""":math:`\log p(x|z)`, per example: the log-density of ``p``'s variables given its conditions.
 
@@ -148,15 +178,7 @@ class E(Loss):
         return _reduce_samples(self.f._eval(inner), scope)
 
     def _eval_score_function(self, scope):
-        factors = self.q.factors if type(self.q) is JointDistribution else None
-        if factors is not None and any(f.has_reparam for f in factors):
-            # a joint of reparameterized and discrete factors: the pathwise gradient through the first, the
-            # score term for the discrete ones only (their log q, which may depend on the reparameterized draws)
-            inner = self.q.sample(scope, self.sample_shape, reparam=True)
-            log_q = sum(f.log_prob(inner) for f in factors if not f.has_reparam)
-        else:
-            inner = self.q.sample(scope, self.sample_shape, reparam=False)
-            log_q = self.q.log_prob(inner)
+        inner, log_q = _draw_to_score(self.q, scope, self.sample_shape)
         value = self.f._eval(inner)
         value = value + torch.zeros_like(log_q) if isinstance(value, torch.Tensor) else log_q.new_full(log_q.shape, value)
         signal = value.detach()
@@ -355,6 +377,12 @@ class IWAE(Loss):
     :math:`\log \mathbb{E}_{q(z|x)}\left[\frac{p(x,z)}{q(z|x)}\right]`. For the same bound written from
     other terms, see :class:`LogMeanExp`.
 
+    A proposal without a reparameterized sampler (a Categorical or Bernoulli latent, a Mixture) gets the
+    score-function gradient with VIMCO's leave-one-out baseline (Mnih & Rezende 2016): sample k's learning
+    signal is the bound minus the bound with :math:`\log w_k` replaced by the mean of the other samples' (with
+    K = 1, the bound itself, without a baseline); a joint of reparameterized and discrete factors gets the
+    pathwise gradient through the first. The value is the bound either way.
+
     Args:
         p: the joint ``p(x, z)``, e.g. ``p_x * prior``.
         q: the proposal ``q(z|x)``, sampled with its reparameterized sampler where it has one.
@@ -371,13 +399,22 @@ class IWAE(Loss):
             raise ValueError(f"IWAE: {q.prob_text} generates {missing}, which {p.prob_text} does not use.")
 
     def _eval(self, scope):
-        inner = self.q.sample(scope, self.sample_shape)
+        if self.q.has_reparam:
+            inner, log_q_score = self.q.sample(scope, self.sample_shape), None
+        else:
+            inner, log_q_score = _draw_to_score(self.q, scope, self.sample_shape)
         log_w = self.p.log_prob(inner) - self.q.log_prob(inner)
         extra = log_w.dim() - len(scope.lead_shape)
-        if extra <= 0:
-            return log_w
-        count = math.prod(log_w.shape[:extra])
-        return torch.logsumexp(log_w.reshape((count,) + log_w.shape[extra:]), 0) - math.log(count)
+        count = math.prod(log_w.shape[:extra]) if extra > 0 else 1
+        log_w = log_w.reshape((count,) + log_w.shape[max(extra, 0):])
+        bound = _log_mean_exp(log_w, count)
+        if log_q_score is None:
+            return bound
+        # the score term, zero in value: (bound - bound without sample k) * grad log q(z_k), summed over k
+        with torch.no_grad():
+            signal = bound.unsqueeze(0) - (_leave_one_out(log_w) if count > 1 else 0)
+        score = log_q_score.reshape(log_w.shape)
+        return bound + (signal * (score - score.detach())).sum(0)
 
     def _sym(self):
         p, q = self.p.prob_text, self.q.prob_text

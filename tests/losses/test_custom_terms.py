@@ -180,3 +180,11 @@ def test_term_construction_errors():
     with pytest.raises(TypeError, match=r"^Term s: cannot read the argument names of <built-in function max>; pass a "
                                         r"function with named arguments"):
         Term(max, "s")
+
+
+def test_log_mean_exp_refuses_a_proposal_without_a_reparameterized_sampler():
+    from pgm.distributions import Categorical
+    q = Categorical("q(y|x)", net=lambda x: {"logits": torch.zeros(len(x), 2)})
+    with pytest.raises(ValueError, match=r"^LogMeanExp over q\(y\|x\): Categorical has no reparameterized sampler; "
+                                         r"use a relaxed family, IWAE\(p, q, K\)"):
+        LogMeanExp(q, LogProb(q), 4)

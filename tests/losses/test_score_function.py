@@ -2,6 +2,7 @@
 Gradients are compared with the exact gradient of the expectation computed in plain torch by summing over every
 value of the latent (itertools.product), the values with the same computation on the same samples."""
 import itertools
+import math
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import torch.distributions as td
 from torch import nn
 
 from pgm.distributions import Bernoulli, Categorical, Deterministic, Normal
-from pgm.losses import E, KL, LogProb, MovingAverageBaseline, Term
+from pgm.losses import E, IWAE, KL, LogProb, MovingAverageBaseline, Term
 from pgm.models import Model
 
 from loss_nets import Gaussian, Logits
@@ -262,3 +263,47 @@ def test_a_learned_baseline_takes_conditions_drawn_by_an_enclosing_expectation()
         values.append(E(q_z, E(q_y, LogProb(p), baseline=baseline), sample_shape=3).eval({"x": x}))
     assert values[1].shape == (6,)
     torch.testing.assert_close(values[1], values[0])
+
+
+def test_vimco_leave_one_out_is_the_bound_with_one_log_weight_replaced():
+    from pgm.losses._terms import _leave_one_out
+    log_w = torch.randn(5, 3) * 4
+    for k in range(5):
+        replaced = log_w.clone()
+        replaced[k] = torch.cat([log_w[:k], log_w[k + 1:]]).mean(0)
+        expected = torch.logsumexp(replaced, 0) - math.log(5)
+        torch.testing.assert_close(_leave_one_out(log_w)[k], expected)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_iwae_over_a_categorical_gets_the_exact_gradient_in_expectation(count):
+    """IWAE with a discrete proposal (VIMCO's score term, or plain REINFORCE for K=1) against the exact
+    expectation of the bound over every tuple of K classes, value and gradient."""
+    q = Categorical("q(y|x)", net=Logits(DX, 3))
+    prior = Categorical("p(y)", logits=torch.tensor([0.3, -0.2, 0.1]))
+    p = Normal("p(x|y)", net=Gaussian(3, DX))
+    x = torch.randn(1, DX)
+    modules = (q, p)
+
+    def exact_bound():
+        log_q = torch.log_softmax(q.net(x)["logits"], -1)[0]
+        total = 0
+        for ys in itertools.product(range(3), repeat=count):
+            weights = []
+            for y in ys:
+                onehot = nn.functional.one_hot(torch.tensor([y]), 3).to(x.dtype)
+                params = p.net(onehot)
+                log_p = td.Normal(params["loc"], params["scale"]).log_prob(x).sum() + prior.logits.log_softmax(-1)[y]
+                weights.append(log_p - log_q[y])
+            prob = torch.stack([log_q[y] for y in ys]).sum().exp()
+            total = total + prob * (torch.logsumexp(torch.stack(weights), 0) - math.log(count))
+        return total
+
+    exact = exact_bound()
+    torch.manual_seed(0)
+    many = x.expand(200_000, DX)
+    bound = IWAE(p * prior, q, sample_shape=count)
+    estimate = bound.eval({"x": many}).mean()
+    torch.testing.assert_close(estimate, exact, atol=0.02, rtol=0)
+    got, want = gradients(estimate, *modules), gradients(exact, *modules)
+    torch.testing.assert_close(got, want, atol=0.04 * want.abs().max().item(), rtol=0)
