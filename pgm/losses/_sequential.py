@@ -380,19 +380,32 @@ class Sum(Loss):
         return found, other
 
     def _carried(self, step_scope, found, other):
+        """The values carried to the next step, and the log q of those drawn without a reparameterized sampler
+        (their score term must also weigh the later steps, which depend on them through the carry)."""
         where = f"Sum over {self.over}"
-        out = {}
+        out, scores = {}, []
+
+        def drawn():  # the step's one-per-example draws, as a scope to score or draw in
+            unique = {v: hits[0] for v, hits in found.items() if len(hits) == 1}
+            return step_scope.child({v: h[1] for v, h in unique.items()}, {v: h[2] for v, h in unique.items()},
+                                    step_scope.lead_shape)
+
+        def score(d, name):
+            if not d.has_reparam and d.has_log_prob:
+                value, lead = out[name]
+                scores.append(d.log_prob(drawn().child({d.var[0]: value}, {d.var[0]: lead}, step_scope.lead_shape)))
+
         for name, source in self.carry.items():
             if isinstance(source, Distribution):
                 hits = [h for h in found.get(source.var[0], []) if h[0] is source
                         or (isinstance(source, JointDistribution) and any(h[0] is f for f in source.factors))]
                 if hits:
                     out[name] = hits[0][1:]
+                    score(hits[0][0], name)
                     continue
-                known = {v: hits[0][1] for v, hits in found.items() if len(hits) == 1}
-                leads = {v: hits[0][2] for v, hits in found.items() if len(hits) == 1}
-                inner = source.sample(step_scope.child(known, leads, step_scope.lead_shape))
+                inner = source.sample(drawn())
                 out[name] = inner[source.var[0]], inner.lead[source.var[0]]
+                score(source, name)
                 continue
             hits = found.get(source, [])
             if len(hits) > 1:
@@ -403,6 +416,7 @@ class Sum(Loss):
                 )
             if hits:
                 out[name] = hits[0][1:]
+                score(hits[0][0], name)
             elif source in step_scope.values:
                 out[name] = step_scope.values[source], step_scope.lead[source]
             elif source in other:
@@ -417,13 +431,24 @@ class Sum(Loss):
                     f"the step samples a distribution of it); take an expectation over it, E(q, ...), or carry the "
                     f"distribution itself: carry={{{name!r}: q}}."
                 )
-        return out
+        return out, scores
+
+    @staticmethod
+    def _hold(new, old, real):
+        """``new`` carried values where the step is real (``real``: (batch,)), ``old`` where it is padding: a
+        masked step leaves the state as it was."""
+        held = {}
+        for name, (value, lead) in new.items():
+            before, before_lead = old[name]
+            shape = real.shape + (1,) * (value.dim() - lead)
+            held[name] = torch.where(real.reshape(shape), value, before), max(lead, before_lead)
+        return held
 
     def _run(self, scope, keep=False):
         steps = self._length(scope)
         mask = self._step_mask(scope, steps)
         carried = self._initial_values(scope)
-        lead_shape, per_step, kept = scope.lead_shape, [], {}
+        lead_shape, per_step, kept, scores = scope.lead_shape, [], {}, []
         by_id = {id(d): d for d in self._drawers}  # ids now, not when written: a copied loss has copied distributions
         for t in range(steps):
             values, lead = dict(scope.values), dict(scope.lead)
@@ -444,8 +469,19 @@ class Sum(Loss):
                     for var, hits in list(found.items()) + [(k, [(None, values[k])]) for k in self.carry]:
                         kept.setdefault(var, []).append(hits[0][1])
                 if t + 1 < steps:
-                    carried = self._carried(step_scope, found, other)
+                    new, step_scores = self._carried(step_scope, found, other)
+                    carried = new if mask is None else self._hold(new, carried, mask[..., t])
+                    scores += [(t, log_q) for log_q in step_scores]
         values = torch.stack(per_step, -1)  # (*lead, T): one sum (and one masking) for all the steps
         if mask is not None:  # (batch, T), aligned with the right of (*lead, T)
             values = torch.where(mask, values, values.new_zeros(()))
-        return values.sum(-1), kept
+        total = values.sum(-1)
+        if scores:
+            # a discrete draw carried from step t changes every later step: its score term, zero in value, is
+            # weighted by their sum too (step t's own E weighs it by step t's value only)
+            with torch.no_grad():
+                later = values.flip(-1).cumsum(-1).flip(-1) - values
+            for t, log_q in scores:
+                weight = later[..., t] if mask is None else torch.where(mask[..., t], later[..., t], 0.0)
+                total = total + weight * (log_q - log_q.detach())
+        return total, kept

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pgm.distributions import Bernoulli, Deterministic, Normal
+from pgm.distributions import Bernoulli, Categorical, Deterministic, Normal
 from pgm.losses import E, KL, Input, LogProb, Sum, Term
 from pgm.models import Model
 
@@ -132,6 +132,51 @@ def test_mask_and_length_leave_padded_steps_out():
     torch.manual_seed(3)
     unmasked = Sum(step, **common).eval({"x": x})
     assert unmasked[0].item() == pytest.approx(ours[0].item()) and (unmasked[1:] - ours[1:]).abs().min() > 1e-3
+
+
+def test_a_masked_step_leaves_the_carried_state_as_it_was():
+    """Left padding: an AR(1) model p(x_t|x_{t-1}) = N(x_{t-1}, 1) from x_0 = 5; the first real step must see x_0,
+    not the padding before it."""
+    p = Normal("p(x|x_prev)", net=lambda prev: {"loc": prev, "scale": torch.ones_like(prev)})
+    start = torch.full((2,), 5.0, dtype=torch.float64)
+    loss = Sum(LogProb(p), series=["x"], carry={"x_prev": "x"}, initial={"x_prev": start}, mask="m")
+    real = torch.randn(2, 2, dtype=torch.float64)
+    x = torch.cat([torch.zeros(2, 2, dtype=torch.float64), real, torch.zeros(1, 2, dtype=torch.float64)])[None]
+    m = torch.tensor([[False, False, True, True, False]])
+    expected = (torch.distributions.Normal(start, 1.0).log_prob(real[0]).sum()
+                + torch.distributions.Normal(real[0], 1.0).log_prob(real[1]).sum())
+    torch.testing.assert_close(loss.eval({"x": x, "m": m}), expected.reshape(1))
+
+
+def test_a_carried_discrete_draw_gets_the_score_of_every_later_step():
+    """y_t ~ q(y|x,y_prev), Categorical, drawn by the score-function E and carried: the later steps depend on it,
+    so its score term must weigh them too. Against the exact expectation over (y_1, y_2), many sequences."""
+    class Emission(nn.Linear):
+        def forward(self, y):
+            return {"loc": super().forward(y), "scale": torch.ones(y.shape[:-1] + (1,), dtype=y.dtype)}
+
+    q = Categorical("q(y|x,y_prev)", net=Logits(3, 2).double())
+    p = Normal("p(x|y)", net=Emission(2, 1).double())
+    with torch.no_grad():
+        p.net.weight.copy_(torch.tensor([[3.0, -3.0]]))
+    x = torch.tensor([[[0.5], [2.0]]], dtype=torch.float64)
+    start = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    loss = Sum(E(q, LogProb(p)), series=["x"], carry={"y_prev": "y"}, initial={"y_prev": start})
+    eye, exact = torch.eye(2, dtype=torch.float64), 0
+    for a in range(2):
+        for b in range(2):
+            y1, y2 = eye[a][None], eye[b][None]
+            log_q = (q.log_prob({"x": x[:, 0], "y_prev": start[None], "y": y1})
+                     + q.log_prob({"x": x[:, 1], "y_prev": y1, "y": y2}))
+            f = p.log_prob({"y": y1, "x": x[:, 0]}) + p.log_prob({"y": y2, "x": x[:, 1]})
+            exact = exact + log_q.exp() * f
+    want = torch.autograd.grad(exact.sum(), list(q.parameters()))
+    torch.manual_seed(1)
+    estimate = loss.eval({"x": x.expand(200_000, 2, 1)}).mean()
+    torch.testing.assert_close(estimate, exact.sum(), atol=0.02, rtol=0)
+    got = torch.autograd.grad(estimate, list(q.parameters()))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, atol=0.03 * w.abs().max().item(), rtol=0)
 
 
 def test_initial_values_input_tensor_parameter_and_own_name():
