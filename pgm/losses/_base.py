@@ -123,7 +123,8 @@ class Loss:
             example = ", ".join(f"'{k}': ..." for k in free)
             raise MissingInputError(
                 f"the loss needs input {', '.join(f'`{k}`' for k in missing)} ({uses}); got "
-                f"{sorted(values) or 'nothing'}. Pass every input it needs: loss.eval({{{example}}})."
+                f"{sorted(list(values) + list(datasets)) or 'nothing'}. Pass every input it needs: "
+                f"loss.eval({{{example}}})."
             )
         absent = [n for n in self._parameters() if n not in params]
         if absent:

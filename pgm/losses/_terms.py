@@ -132,8 +132,7 @@ class E(Loss):
                                  f"give one of them.")
             estimator = "enumerate"
         if estimator is None:
-            estimator = ("reparameterized" if q.has_reparam
-                         else "stratified" if hasattr(q, "components") else "score_function")
+            estimator = "reparameterized" if q.has_reparam else self._unreparameterized_default(q)
         if estimator not in ESTIMATORS:
             raise ValueError(f"E over {q.prob_text}: estimator must be one of {ESTIMATORS}; got {estimator!r}.")
         self._check_estimator(q, estimator, baseline)
@@ -141,15 +140,20 @@ class E(Loss):
         self.baseline = as_baseline(baseline, q)
 
     @staticmethod
-    def _check_estimator(q, estimator, baseline):
+    def _unreparameterized_default(q):
+        return "stratified" if hasattr(q, "components") else "score_function"
+
+    @classmethod
+    def _check_estimator(cls, q, estimator, baseline):
         where = f"E over {q.prob_text}"
+        default = cls._unreparameterized_default(q)
         if not q.has_sample and estimator != "enumerate":
             raise ValueError(f"{where}: {type(q).__name__} cannot be sampled, so no expectation over it can be "
                              f"estimated; take it over a distribution you can sample (e.g. the q of KL(q, p)).")
         if estimator == "reparameterized" and not q.has_reparam:
             raise ValueError(
                 f"{where}: {type(q).__name__} has no reparameterized sampler, so no gradient would flow through "
-                f"the sample; use estimator='score_function' (the default for it), enumerate=True for a small "
+                f"the sample; use estimator={default!r} (the default for it), enumerate=True for a small "
                 f"discrete variable, or a relaxed family (RelaxedCategorical, RelaxedBernoulli)."
             )
         if estimator == "enumerate" and not q.has_enumerate_support:
@@ -333,7 +337,8 @@ class CrossEntropy(Loss):
     r"""The cross-entropy :math:`\mathcal{H}[q, p] = -\mathbb{E}_{q}[\log p]`, per example.
 
     Computed as :math:`\mathcal{H}[q] + D_{KL}[q\|p]`, both in closed form, where ``q`` and ``p`` are
-    distributions of the same variables with a registered closed-form KL; otherwise as the Monte Carlo
+    distributions of the same variables with a registered closed-form KL and ``q`` has a closed-form entropy;
+    otherwise as the Monte Carlo
     estimate :math:`-\frac{1}{K}\sum_k \log p(z_k)`, :math:`z_k \sim q` (``E(q, -LogProb(p), sample_shape)``,
     with the default estimator for ``q``). Prints :math:`\mathcal{H}\left[q, p\right]`.
 
@@ -347,7 +352,7 @@ class CrossEntropy(Loss):
         _check_distribution("CrossEntropy", q)
         _check_distribution("CrossEntropy", p)
         self.q, self.p = q, p
-        if q.var == p.var and _kl.has_closed_form(q, p):
+        if q.var == p.var and q.has_entropy and _kl.has_closed_form(q, p):
             self._value = Entropy(q) + KL(q, p)
         else:
             self._value = E(q, -LogProb(p), sample_shape)

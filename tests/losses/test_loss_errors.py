@@ -40,6 +40,22 @@ def test_expectation_over_a_family_without_reparameterization():
         E(p, LogProb(p), estimator="reparameterized")
 
 
+def test_a_mixture_refusing_the_reparameterized_estimator_names_its_own_default():
+    from pgm.distributions import Mixture
+    mixture = Mixture([Normal("q(z|x)", net=Gaussian(2, 2)), Normal("q(z|w)", net=Gaussian(2, 2))])
+    with pytest.raises(ValueError, match=r"^E over q\(z\|x,w\): Mixture has no reparameterized sampler, so no "
+                                         r"gradient would flow through the sample; use estimator='stratified' "
+                                         r"\(the default for it\)"):
+        E(mixture, LogProb(mixture), estimator="reparameterized")
+
+
+def test_a_missing_data_set_lists_the_data_sets_given():
+    p = Normal("p(x)", loc=0.0, scale=1.0, features_shape=[2])
+    loss = LogProb(p).mean("labelled") + LogProb(p).mean("unlabelled")
+    with pytest.raises(KeyError, match=r"needs input `unlabelled` .*; got \['labelled'\]\."):
+        loss.eval({"labelled": {"x": torch.randn(3, 2)}})
+
+
 def test_enumeration_needs_a_categorical(vae):
     q, p, _ = vae
     with pytest.raises(ValueError, match=r"E over q\(z\|x,w\): enumerate=True sums over every value of a discrete variable; Normal has "

@@ -126,6 +126,18 @@ def test_entropy_and_cross_entropy():
                                Entropy(q).eval({"x": x}), atol=0.05, rtol=0.02)
 
 
+def test_cross_entropy_of_a_q_without_a_closed_form_entropy_is_estimated():
+    """Poisson has a closed-form KL but no closed-form entropy: the cross-entropy is the Monte Carlo estimate."""
+    from pgm.distributions import Poisson
+    rate = torch.tensor([[0.5, 2.0], [4.0, 1.0]])
+    q = Poisson("q(n|x)", net=lambda x: {"rate": x})
+    p = Poisson("p(n)", rate=3.0, features_shape=[2])
+    got = CrossEntropy(q, p, sample_shape=100_000).eval({"x": rate})
+    draws = td.Poisson(rate).sample((100_000,))
+    expected = -td.Poisson(3.0).log_prob(draws).sum(-1).mean(0)
+    torch.testing.assert_close(got, expected, atol=0.03, rtol=0)
+
+
 def test_relaxed_categorical_kl_is_the_categorical_one():
     q = RelaxedCategorical("q(y|x)", net=Logits(4, 3), temperature=0.7)
     prior = Categorical("p(y)", probs=torch.tensor([0.2, 0.3, 0.5]))
