@@ -50,6 +50,15 @@ def add(terms):
 
 
 def negate(term):
+    """``-term``, folding the sign into a number or a leading coefficient: ``- 0.5``, not ``- 1*0.5``, and
+    ``-(-2 E)`` is ``2 E``, not ``- - 2 E``."""
+    if term.is_Number:
+        return -term
+    if isinstance(term, sympy.Mul) and term.args[0].is_Number and term.args[0].is_negative:
+        coefficient, rest = -term.args[0], term.args[1:]
+        if coefficient != 1:
+            rest = (coefficient,) + rest
+        return rest[0] if len(rest) == 1 else sympy.Mul(*rest, evaluate=False)
     return sympy.Mul(sympy.Integer(-1), term, evaluate=False)
 
 
@@ -58,7 +67,8 @@ def multiply(a, b):
 
 
 def divide(a, b):
-    return sympy.Mul(a, sympy.Pow(b, -1, evaluate=False), evaluate=False)
+    inverse = sympy.Pow(b, -1, evaluate=False)
+    return inverse if a == 1 else sympy.Mul(a, inverse, evaluate=False)  # 1/tau, not 1 (1/tau)
 
 
 def latex(expr):

@@ -92,6 +92,20 @@ def test_numbers_division_abs_entropy_and_sum_print():
     )
 
 
+def test_signs_fold_into_numbers_and_coefficients():
+    q, p, prior = vae()
+    kl, e, tau = KL(q, prior), E(q, LogProb(p)), Parameter("tau")
+    assert (kl - (-e)).latex() == r"D_{KL}\left[q(z|x)\|p(z)\right] + \mathbb{E}_{q(z|x)}\left[\log p(x|z)\right]"
+    assert (kl - (-2 * e)).latex() == (r"D_{KL}\left[q(z|x)\|p(z)\right] + "
+                                      r"2 \mathbb{E}_{q(z|x)}\left[\log p(x|z)\right]")
+    assert str(kl - 1) == "KL[q(z|x)||p(z)] - 1"
+    assert str(kl - 0.5) == "KL[q(z|x)||p(z)] - 0.5"
+    assert (1 / tau * kl).latex() == r"\frac{D_{KL}\left[q(z|x)\|p(z)\right]}{\tau}"
+    assert (kl - e).latex() == r"D_{KL}\left[q(z|x)\|p(z)\right] - \mathbb{E}_{q(z|x)}\left[\log p(x|z)\right]"
+    assert (-(kl - e)).latex() == (r"- (D_{KL}\left[q(z|x)\|p(z)\right] - "
+                                   r"\mathbb{E}_{q(z|x)}\left[\log p(x|z)\right])")
+
+
 def test_distribution_latex():
     q, p, prior = vae()
     assert q.latex() == "q(z|x)"
