@@ -41,6 +41,7 @@ class JointDistribution(Distribution):
         self.name = names.pop() if len(names) == 1 else "p"
         self.var, self.cond_var = var, cond
         self.factors = nn.ModuleList(flat)
+        self.has_sample = all(f.has_sample for f in flat)
         self.has_reparam = all(f.has_reparam for f in flat)
         self.has_log_prob = all(f.has_log_prob for f in flat)
         bad = next((f for f in flat if not f.has_log_prob), None)
@@ -79,7 +80,11 @@ class JointDistribution(Distribution):
     def _order(self, known):
         known, todo, order = set(known), list(self.factors), []
         while todo:
-            ready = [f for f in todo if all(c in known for c in f.required_var)]
+            pending = {v for f in todo for v in f.var}
+            # a condition a factor may go without (a product of experts' absent expert) still waits for the
+            # factor that generates it
+            ready = [f for f in todo if all(c in known for c in f.required_var)
+                     and not any(c in pending and c not in f.var for c in f.cond_var)]
             if not ready:
                 raise ValueError(
                     f"{self.prob_text}: cannot sample {[f.prob_text for f in todo]}; their conditions "
@@ -128,7 +133,7 @@ class MarginalDistribution(JointDistribution):
 
     def __init__(self, joint, hidden):
         JointDistribution.__init__(self, list(joint.factors))
-        self.hidden = list(hidden)
+        self.hidden = list(getattr(joint, "hidden", [])) + list(hidden)  # a marginal of a marginal keeps both
         self.var = [v for v in joint.var if v not in hidden]
         owners = [next(f for f in self.factors if h in f.var) for h in self.hidden]
         not_enumerable = [f for f in owners if not f.has_enumerate_support]

@@ -57,6 +57,7 @@ class Mixture(Distribution):
         self.var, self.cond_var = list(var), cond
         check_names(self.prob_text, self.var, self.cond_var)
         self.components = nn.ModuleList(components)
+        self.has_sample = all(c.has_sample for c in components)
         self.has_log_prob = all(c.has_log_prob for c in components)
         bad = next((c for c in components if not c.has_log_prob), None)
         if bad is not None:

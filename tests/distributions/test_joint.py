@@ -5,8 +5,9 @@ import torch.distributions as td
 from torch import nn
 
 from pgm.distributions import (
-    Bernoulli, JointDistribution, MarginalDistribution, Normal, ProductOfNormal, RelaxedCategorical,
+    Bernoulli, Density, JointDistribution, MarginalDistribution, Mixture, Normal, ProductOfNormal, RelaxedCategorical,
 )
+from pgm.losses import E, LogProb
 
 BATCH, DX, DW, DA = 4, 5, 2, 3
 
@@ -163,6 +164,44 @@ def test_marginalize_two_vars():
     marginal = joint.marginalize_var("a", "z")
     assert marginal.latex() == r"p(x) = \int p(x|a)p(a|z)p(z) \, da dz"
     assert set(marginal.sample({})) == {"x"}
+
+
+def test_a_marginal_of_a_marginal_keeps_every_hidden_variable():
+    """p(x|y,b) p(y) p(b), Bernoulli y and b: marginalizing y then b is the exact sum over both, as at once."""
+    p_x = Normal("p(x|y,b)", net=Gaussian(2, 1))
+    joint = p_x * Bernoulli("p(y)", probs=0.3, features_shape=[1]) * Bernoulli("p(b)", probs=0.6, features_shape=[1])
+    once, twice = joint.marginalize_var("y", "b"), joint.marginalize_var("y").marginalize_var("b")
+    assert twice.latex() == once.latex() == r"p(x) = \sum_{y,b} p(x|y,b)p(y)p(b)"
+    assert set(twice.sample({}, sample_shape=(3,))) == {"x"}
+    x = {"x": torch.randn(5, 1)}
+    terms = []
+    for y, py in ((0.0, 0.7), (1.0, 0.3)):
+        for b, pb in ((0.0, 0.4), (1.0, 0.6)):
+            given = {"y": torch.full((5, 1), y), "b": torch.full((5, 1), b), **x}
+            terms.append(p_x.log_prob(given) + torch.tensor(py * pb).log())
+    torch.testing.assert_close(twice.log_prob(x), torch.logsumexp(torch.stack(terms), 0))
+
+
+def test_a_factor_waits_for_the_factor_generating_an_input_it_could_go_without():
+    """A product of experts leaves out an expert whose input is absent; inside a product whose other factor
+    generates that input, it must be sampled after that factor, whatever the order written."""
+    q_a = Normal("q(a|x)", net=lambda x: {"loc": x + 100.0, "scale": torch.full_like(x, 1e-3)})
+    q_za = Normal("q(z|a)", net=lambda a: {"loc": a, "scale": torch.full_like(a, 1e-3)})
+    q_zy = Normal("q(z|y)", net=lambda y: {"loc": y, "scale": torch.full_like(y, 10.0)})
+    poe = ProductOfNormal([q_za, q_zy])
+    inputs = {"x": torch.zeros(3, 2), "y": torch.zeros(3, 2)}
+    for joint in (q_a * poe, poe * q_a):
+        assert joint.sample(inputs)["z"].mean().item() == pytest.approx(100.0, abs=0.1)
+
+
+def test_a_product_with_a_factor_that_cannot_be_sampled_cannot_be_sampled():
+    p_x = Normal("p(x|z)", net=lambda z: {"loc": z, "scale": torch.ones_like(z)})
+    p_z = Density("p(z)", lambda z: -z.pow(2).sum(-1))
+    joint = p_x * p_z
+    assert not joint.has_sample and not Mixture([Normal("q(z)", loc=0.0, scale=1.0, features_shape=[1]),
+                                                 p_z]).has_sample
+    with pytest.raises(ValueError, match=r"^E over p\(x,z\): JointDistribution cannot be sampled"):
+        E(joint, LogProb(p_x))
 
 
 @pytest.mark.parametrize("make, message", [
