@@ -1,6 +1,7 @@
 """``Model.fit``: epochs over data, with a progress bar, validation, checkpoints and exact resumption."""
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
@@ -8,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -32,8 +34,13 @@ def _checkpoints(folder):
     for name in os.listdir(folder):
         match = _CHECKPOINT.match(name)
         if match:
-            found.append((int(match[1]), int(match[2] or 0), name))
-    return [os.path.join(folder, name) for *_, name in sorted(found)]
+            found.append((_position(name), name))
+    return [os.path.join(folder, name) for _, name in sorted(found)]
+
+
+def _position(name):
+    match = _CHECKPOINT.match(name)
+    return int(match[1]), int(match[2] or 0)
 
 
 def latest_checkpoint(folder):
@@ -349,6 +356,17 @@ class _Run:
             set_rng_state(rng, self.train.generators)
         self.last_checkpoint = os.fspath(path)
 
+    def warn_of_later_checkpoints(self):
+        """Checkpoints in the folder further than where this run starts are another run's: say so once."""
+        start = checkpoint_name(self.epoch, self.batch)
+        later = [os.path.basename(c) for c in _checkpoints(self.folder)
+                 if _position(os.path.basename(c)) > _position(start)]
+        if later and self.main:
+            warnings.warn(f"fit: {self.folder} holds checkpoints further than where this run starts "
+                          f"({', '.join(later[:3])}{', ...' if len(later) > 3 else ''}), from another run; this "
+                          f"run overwrites those of the same name, and resume='latest' would pick the furthest. "
+                          f"Use another checkpoint_dir to keep the runs apart.", stacklevel=4)
+
     def save(self):
         """Write a checkpoint of the current position (every process takes part; the first one writes)."""
         rng = _distributed.gather(get_rng_state(self.train.generators))
@@ -361,8 +379,9 @@ class _Run:
             state["fit"] = {"epoch": self.epoch, "batch": self.batch, "history": self.history,
                             "partial": partial, "rng": rng, "epoch_rng": epoch_rng, "world_size": len(rng)}
             atomic_save(state, path)
-            if self.keep is not None:  # only once the new one is safely written
-                for old in _checkpoints(self.folder)[:-self.keep]:
+            if self.keep is not None:  # only once the new one is safely written; never one further than it
+                found = _checkpoints(self.folder)
+                for old in found[:found.index(path) + 1][:-self.keep]:
                     os.remove(old)
         _distributed.barrier()
         self.last_checkpoint = path
@@ -391,6 +410,7 @@ def fit(model, train_data, epochs, valid_data=None, *, checkpoint_dir=None, chec
     path = latest_checkpoint(run.folder) if resume == "latest" else resume
     if path is not None:
         run.restore(path)
+    run.warn_of_later_checkpoints()
     writer, owned = _tensorboard(tensorboard) if run.main else (None, False)
     world = _distributed.world_size() if _distributed.resolve(model.distributed) else 1
     if sync_every is None:
@@ -509,7 +529,8 @@ class _Loop:
     def located(self, error, batch):
         run = self.run
         kept = (f"the last good checkpoint, {run.last_checkpoint}, is kept" if run.last_checkpoint
-                else "no checkpoint was written (pass checkpoint_dir= to keep one)")
+                else "no checkpoint was written (pass checkpoint_dir= to keep one)" if run.folder is None
+                else f"no checkpoint was written to {run.folder} yet")
         error.args = (f"{error.args[0]} At epoch {run.epoch + 1}, batch {batch}; {kept}.",)
         error.checkpoint = run.last_checkpoint
         return error
@@ -520,7 +541,11 @@ class _Loop:
         if not run.losses.counts:
             raise ValueError(f"fit: train_data gave no batches in epoch {epoch}; a function passed as data "
                              f"must return a new iterable each time it is called.")
-        record = {"epoch": epoch, **run.losses.means()}
+        means = run.losses.means()
+        # every objective in every record: one that took no step this epoch (every=k) has nan
+        objectives = self.model.objectives
+        keys = _named({o.name: None for o in objectives} if len(objectives) > 1 else None, "train_loss")
+        record = {"epoch": epoch, **{k: means.get(k, math.nan) for k in keys}}
         if self.valid is not None:
             record.update(_named(_validate(self.model, self.valid, epoch, values, self.world), "valid_loss"))
         return record

@@ -76,8 +76,9 @@ class Objective:
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ValueError(f"Objective: every must be a whole number >= 1; got {every!r}.")
         for label, value in (("clip_grad_norm", clip_grad_norm), ("clip_grad_value", clip_grad_value)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-                raise ValueError(f"Objective: {label} must be a positive number or None; got {value!r}.")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value <= 0):
+                raise ValueError(f"Objective: {label} must be a finite positive number or None; got {value!r}.")
         self.loss, self.distributions, self.name, self.every = loss, distributions, name, every
         self.optimizer_class, self.optimizer_params = optimizer, dict(optimizer_params or {})
         self.clip_grad_norm, self.clip_grad_value = clip_grad_norm, clip_grad_value
@@ -97,7 +98,16 @@ class Objective:
         devices = {p.device.type for p in self.parameters}
         self.optimizer = self.optimizer_class(self.parameters,
                                               **optimizer_keywords(self.optimizer_class, self.optimizer_params, devices))
+        # the numbers it was built with (lr, betas, ...): a checkpoint records them, and a model built with others
+        # keeps its own when it loads one (to resume with a lower learning rate)
+        self.hyperparameters = {k: v for k, v in getattr(self.optimizer, "defaults", {}).items() if _number(v)}
         return self.optimizer
+
+
+def _number(value):
+    if isinstance(value, tuple):
+        return all(_number(v) for v in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def optimizer_keywords(optimizer, params, device_types):

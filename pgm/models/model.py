@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 
 import torch
 from torch import nn
@@ -18,7 +18,9 @@ def atomic_save(obj, path):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
+    # a new file (O_EXCL) with the mode any file gets (0666 less the umask; mkstemp's would be private, 0600)
+    tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}.pt")
+    handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(handle, "wb") as f:
             torch.save(obj, f)
@@ -345,13 +347,17 @@ class Model:
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
-        """``{"distributions": ..., "optimizer": ...}``: the networks' and the optimizer's state dicts (with
-        several objectives, ``"optimizers": {name: ...}``)."""
+        """``{"distributions": ..., "optimizer": ..., "calls": ..., "hyperparameters": ...}``: the networks' and
+        the optimizer's state dicts (with several objectives, ``"optimizers": {name: ...}``), the number of
+        training calls so far (which objectives step on the next one depends on it) and the numbers each
+        optimizer was built with."""
         state = {"distributions": self.distributions.state_dict()}
         if len(self.objectives) == 1:
             state["optimizer"] = self.optimizer.state_dict()
         else:
             state["optimizers"] = {o.name: o.optimizer.state_dict() for o in self.objectives}
+        state["calls"] = self.calls
+        state["hyperparameters"] = [dict(o.hyperparameters) for o in self.objectives]
         return state
 
     def load_state_dict(self, state):
@@ -365,8 +371,15 @@ class Model:
             raise ValueError(f"Model.load_state_dict: the state holds the objectives {sorted(state['optimizers'])}, "
                              f"this model has {sorted(o.name for o in self.objectives)}.")
         self.distributions.load_state_dict(state["distributions"])
-        for objective in self.objectives:
+        saved = state.get("hyperparameters") or [{} for _ in self.objectives]
+        for objective, built_with in zip(self.objectives, saved):
             objective.optimizer.load_state_dict(state["optimizers"][objective.name] if several else state["optimizer"])
+            # torch restores the checkpoint's lr, betas, ...; where this model was built with other numbers than
+            # the checkpoint's model was, this model's win (resuming with a lower learning rate)
+            changed = {k: v for k, v in objective.hyperparameters.items() if k in built_with and built_with[k] != v}
+            for group in objective.optimizer.param_groups:
+                group.update(changed)
+        self.calls = state.get("calls", self.calls)
         self._steps = None  # a captured step holds the old optimizer state; build it again
 
     def save(self, path):

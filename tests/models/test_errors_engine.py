@@ -121,6 +121,9 @@ def test_fit_keeps_the_last_good_checkpoint(tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"At epoch 1, batch 2; no checkpoint was written \(pass "
                                                  r"checkpoint_dir= to keep one\)"):
         build().fit([data(), {"x": torch.full((4, 6), float("nan"))}], 1, progress=False, params={"beta": 1.0})
+    with pytest.raises(NonFiniteLossError, match=r"At epoch 1, batch 2; no checkpoint was written to .*fresh yet\.$"):
+        build().fit([data(), {"x": torch.full((4, 6), float("nan"))}], 1, checkpoint_dir=tmp_path / "fresh",
+                    progress=False, params={"beta": 1.0})
 
 
 def test_an_input_on_another_device_is_named():

@@ -27,12 +27,12 @@ class Encoder(nn.Module):
 
 
 
-def build(**kwargs):
+def build(lr=0.05, **kwargs):
     torch.manual_seed(0)
     q, p = Normal("q(z|x)", net=Encoder()), Bernoulli("p(x|z)", net=Decoder())
     prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
     loss = (Parameter("beta") * KL(q, prior) - E(q, LogProb(p))).mean()
-    return Model(loss, [q, p], optimizer_params={"lr": 0.05}, **kwargs)
+    return Model(loss, [q, p], optimizer_params={"lr": lr}, **kwargs)
 
 
 DATA = torch.rand(40, 6).round()
@@ -335,6 +335,41 @@ def test_keep_deletes_older_checkpoints_once_a_new_one_is_written(tmp_path):
     with pytest.raises(ValueError, match=r"fit: keep must be a whole number >= 1 \(or None to keep every "
                                          r"checkpoint\); got 0"):
         build().fit(batches, 1, checkpoint_dir=tmp_path, keep=0)
+
+
+def test_keep_never_deletes_the_checkpoint_it_just_wrote(tmp_path):
+    """Back to epoch 2 of a 5-epoch run in the same folder, 1 more epoch with keep=1: the new epoch-0003.pt stays
+    (the old run's later checkpoints sorted after it), and the later ones are named in a warning."""
+    build().fit(batches, 5, checkpoint_dir=tmp_path, progress=False, params=PARAMS)
+    with pytest.warns(UserWarning, match=r"holds checkpoints further than where this run starts \(epoch-0003\.pt, "
+                                         r"epoch-0004\.pt, epoch-0005\.pt\), from another run"):
+        build().fit(batches, 3, checkpoint_dir=tmp_path, resume=tmp_path / "epoch-0002.pt", keep=1, progress=False,
+                    params=PARAMS)
+    assert sorted(os.listdir(tmp_path)) == ["epoch-0003.pt", "epoch-0004.pt", "epoch-0005.pt"]
+
+
+def test_a_model_built_with_another_learning_rate_resumes_with_it(tmp_path):
+    """torch's load_state_dict restores the checkpoint's lr; a model built with another lr keeps its own (the
+    docs' "resume with a lower learning rate"), and one built with the same keeps the checkpoint's, which may
+    have been changed while training (a schedule)."""
+    model = build()
+    model.fit(batches, 1, checkpoint_dir=tmp_path, progress=False, params=PARAMS,
+              callback=lambda record: model.optimizer.param_groups[0].update(lr=0.01) or {})
+    lower = build(lr=1e-4)
+    lower.load(tmp_path / "epoch-0001.pt")
+    assert lower.optimizer.param_groups[0]["lr"] == 1e-4
+    same = build()
+    same.load(tmp_path / "epoch-0001.pt")
+    assert same.optimizer.param_groups[0]["lr"] == 0.01
+
+
+def test_checkpoints_get_the_mode_of_any_new_file(tmp_path):
+    old = os.umask(0o022)
+    try:
+        build().save(tmp_path / "model.pt")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "model.pt").st_mode & 0o777 == 0o644
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to oneself")

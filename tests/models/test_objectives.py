@@ -135,6 +135,29 @@ def test_fit_records_each_objective_and_resumes_exactly(tmp_path):
         torch.testing.assert_close(a, b)
 
 
+def test_resume_keeps_the_turn_of_objectives_that_step_every_k_calls(tmp_path):
+    """3 batches an epoch, the generator every 2nd call: epoch 2 starts on a call the generator skips. The
+    checkpoint holds the number of calls, so the resumed run takes the same turns as the straight one."""
+    model, *_ = pgm_model(every=2)
+    history = model.fit(batches(3), 2, progress=False)
+    stopped, *_ = pgm_model(every=2)
+    stopped.fit(batches(3), 1, progress=False, checkpoint_dir=tmp_path)
+    resumed, *_ = pgm_model(every=2)
+    again = resumed.fit(batches(3), 2, progress=False, checkpoint_dir=tmp_path, resume="latest")
+    assert resumed.calls == model.calls == 6
+    assert again[-1] == pytest.approx(history[-1], rel=1e-6)
+    for a, b in zip(model.distributions.parameters(), resumed.distributions.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_an_objective_that_took_no_step_in_an_epoch_is_recorded_as_nan():
+    model, *_ = pgm_model(every=5)
+    history = model.fit(batches(2), 3, progress=False)  # calls 1-6: the generator steps at calls 1 and 6
+    assert [set(r) for r in history] == [{"epoch", "train_loss:critic", "train_loss:generator"}] * 3
+    generator = [r["train_loss:generator"] for r in history]
+    assert generator[0] == generator[0] and generator[1] != generator[1] and generator[2] == generator[2]
+
+
 def test_a_model_of_one_objective_cannot_load_one_of_several(tmp_path):
     model, *_ = pgm_model()
     model.save(tmp_path / "two.pt")
@@ -175,8 +198,12 @@ def test_more_misuse_is_explained(tmp_path):
         Model(d_loss)
     with pytest.raises(TypeError, match="Objective: loss must be a pgm loss; got Tensor"):
         Objective(torch.zeros(()), [critic])
-    with pytest.raises(ValueError, match="Objective: clip_grad_norm must be a positive number or None; got -1"):
+    with pytest.raises(ValueError, match="Objective: clip_grad_norm must be a finite positive number or None; got -1"):
         Objective(d_loss, [critic], clip_grad_norm=-1)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=f"Objective: clip_grad_value must be a finite positive number or None; "
+                                             f"got {bad}"):
+            Objective(d_loss, [critic], clip_grad_value=bad)
     with pytest.raises(TypeError, match=r"Objective 'critic': distributions must be a non-empty list of pgm "
                                         r"distributions \(or nn.Modules\); got \['int'\]"):
         Objective(d_loss, [3], name="critic")
