@@ -271,11 +271,17 @@ class Family(Distribution):
 
     def _mean(self, scope):
         dist, params, lead_shape = self._distribution(scope)
-        return dist.mean
+        try:
+            return dist.mean
+        except NotImplementedError:  # torch has none (the relaxed families): the interface's message
+            return super()._mean(scope)
 
     def _variance(self, scope):
         dist, params, lead_shape = self._distribution(scope)
-        return dist.variance
+        try:
+            return dist.variance
+        except NotImplementedError:
+            return super()._variance(scope)
 
     @property
     def has_enumerate_support(self):

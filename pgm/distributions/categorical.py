@@ -1,4 +1,5 @@
 """Categorical distribution over one-hot vectors (the last dim holds the K classes)."""
+import torch
 import torch.distributions as td
 
 from ._family import Family
@@ -19,4 +20,9 @@ class Categorical(Family):
     has_reparam = False
 
     def _elementwise_log_prob(self, dist, params, value):
-        return (value * dist.logits).sum(-1)
+        return one_hot_log_prob(value, dist.logits)
+
+
+def one_hot_log_prob(value, logits):
+    """sum_k y_k log pi_k; a class of probability 0 (logit -inf) that y does not pick adds 0, not 0 * -inf = nan."""
+    return (value * logits.clamp(min=torch.finfo(logits.dtype).min)).sum(-1)

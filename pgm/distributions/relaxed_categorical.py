@@ -2,6 +2,7 @@
 import torch.distributions as td
 
 from ._family import Family
+from .categorical import one_hot_log_prob
 from ._relaxed import TemperatureMixin
 
 
@@ -32,7 +33,7 @@ class RelaxedCategorical(TemperatureMixin, Family):
     def _elementwise_log_prob(self, dist, params, value):
         if self.density == "concrete":
             return dist.log_prob(value)
-        return (value * dist.logits).sum(-1)
+        return one_hot_log_prob(value, dist.logits)
 
     def _elementwise_entropy(self, dist, params):
         return self._kl_view(dist, params).entropy()

@@ -509,3 +509,24 @@ def test_negative_rate_from_the_network_is_refused(family, params):
 def test_multinomial_probs_off_the_simplex_are_refused():
     with pytest.raises(ValueError, match=r"p\(z\): parameter `probs` must satisfy Simplex"):
         Multinomial("p(z)", probs=_t(0.5, 0.6, 0.1), total_count=3)
+
+
+def test_a_class_of_probability_zero_is_scored_like_torch():
+    """Masked classes (logit -inf) that a one-hot label does not pick add nothing: no 0 * -inf = nan."""
+    logits = torch.tensor([[0.3, 1.0, -float("inf")], [0.0, -float("inf"), 2.0]])
+    y = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    expected = td.OneHotCategorical(logits=logits).log_prob(y)
+    for family in (Categorical, RelaxedCategorical):
+        q = family("q(y|x)", net=lambda x: {"logits": logits})
+        torch.testing.assert_close(q.log_prob({"x": torch.zeros(2, 1), "y": y}), expected)
+
+
+def test_relaxed_families_have_no_closed_form_mean_and_say_so():
+    for family, params in ((RelaxedCategorical, {"logits": torch.zeros(2, 3)}),
+                           (RelaxedBernoulli, {"logits": torch.zeros(2, 3)})):
+        q = family("q(y|x)", net=lambda x: params)
+        with pytest.raises(ValueError, match=rf"^q\(y\|x\): {family.__name__} has no closed-form mean; average "
+                                             r"samples instead\.$"):
+            q.sample_mean({"x": torch.zeros(2, 1)})
+        with pytest.raises(ValueError, match=rf"^q\(y\|x\): {family.__name__} has no closed-form variance"):
+            q.sample_variance({"x": torch.zeros(2, 1)})
