@@ -116,8 +116,10 @@ class Distribution(nn.Module):
 
     def _renamed(self, mapping):
         new = copy.copy(self)
-        # a shallow copy would share these dicts; the modules and tensors inside stay shared on purpose
-        new._modules, new._parameters, new._buffers = dict(self._modules), dict(self._parameters), dict(self._buffers)
+        # the copy shares the parameter and buffer dicts themselves: .to(device), .double() or a new temperature
+        # on either reaches both (Module._apply puts new buffer tensors in the dict). Its own module dict, so a
+        # flow's copy can hold a renamed base; the modules inside stay shared.
+        new._modules = dict(self._modules)
         new.var = [mapping.get(v, v) for v in self.var]
         new.cond_var = [mapping.get(v, v) for v in self.cond_var]
         check_names(new.prob_text, new.var, new.cond_var)

@@ -198,7 +198,10 @@ class Family(Distribution):
         else:
             flat, lead_shape = scope.flat(self.cond_var)
             out = self._net_params(flat, [a.shape for a in args])
-            out = {k: v.reshape(lead_shape + v.shape[1:]) for k, v in out.items()}
+            # a parameter shared by every example (a learned scale of shape (D,)) broadcasts first, as torch does
+            names = [k for k, v in out.items() if torch.is_tensor(v)]
+            together = torch.broadcast_tensors(*(out[k] for k in names))
+            out = {**out, **{k: v.reshape(lead_shape + v.shape[1:]) for k, v in zip(names, together)}}
         for k in self.fixed_parameters:
             out[k] = getattr(self, k)
         if validation_enabled():

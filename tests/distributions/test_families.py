@@ -530,3 +530,26 @@ def test_relaxed_families_have_no_closed_form_mean_and_say_so():
             q.sample_mean({"x": torch.zeros(2, 1)})
         with pytest.raises(ValueError, match=rf"^q\(y\|x\): {family.__name__} has no closed-form variance"):
             q.sample_variance({"x": torch.zeros(2, 1)})
+
+
+def test_a_parameter_shared_by_every_example_broadcasts_with_sample_dims():
+    """A decoder with a learned scale of shape (D,) scores draws with sample dims as torch broadcasts it."""
+    from pgm.losses import E, LogProb
+
+    class Decoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear, self.log_scale = nn.Linear(2, 6), nn.Parameter(torch.linspace(-1, 1, 6))
+
+        def forward(self, z):
+            return {"loc": self.linear(z), "scale": self.log_scale.exp()}
+
+    p = Normal("p(x|z)", net=Decoder())
+    q = Normal("q(z|x)", net=lambda x: {"loc": x[:, :2], "scale": torch.ones(len(x), 2)})
+    x = torch.randn(4, 6)
+    torch.manual_seed(0)
+    value = E(q, LogProb(p), sample_shape=3).eval({"x": x})
+    torch.manual_seed(0)
+    z = td.Normal(x[:, :2], torch.ones(4, 2)).rsample((3,))
+    expected = td.Normal(p.net.linear(z), p.net.log_scale.exp()).log_prob(x).sum(-1).mean(0)
+    torch.testing.assert_close(value, expected)

@@ -317,3 +317,13 @@ def test_replace_var_shares_the_temperature():
     r = q.replace_var(y="c")
     q.temperature = 0.1
     assert r.temperature.item() == pytest.approx(0.1)
+    nn.ModuleList([q, r]).double()  # both moved (or cast), as a user does: still one temperature
+    q.temperature = 0.2
+    assert r.temperature.dtype == torch.float64 and r.temperature.item() == pytest.approx(0.2)
+
+
+def test_a_renamed_prior_follows_the_original_to_another_dtype():
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[3])
+    renamed = prior.replace_var(z="a")
+    prior.double()
+    assert renamed.sample({}, sample_shape=2)["a"].dtype == torch.float64
