@@ -12,6 +12,19 @@ from __future__ import annotations
 import torch
 
 
+class Draws(dict):
+    """What ``sample`` returns given a dict: the inputs and the draws, a plain dict that also remembers how many
+    leading (sample and batch) dims each value has, so that it can be scored or sampled from again:
+    ``q.sample({"x": x}, sample_shape=5)`` gives ``z`` of shape ``(5, batch, *event)`` and ``x`` of shape
+    ``(batch, *event)``, and ``p.log_prob(that)`` is ``(5, batch)``."""
+
+    __slots__ = ("lead",)
+
+    def __init__(self, values, lead):
+        super().__init__(values)
+        self.lead = lead  # name -> number of leading dims of that value
+
+
 class Context:
     """What a term sees while a loss is evaluated: the named values and the draws shared by every term.
 
@@ -71,6 +84,7 @@ class Context:
             )
         values, lead, datasets = {}, {}, {}
         lead_shape = torch.Size()
+        known = inputs.lead if isinstance(inputs, Draws) else {}
         for name, value in inputs.items():
             if value is None:  # an absent modality: left out, as if not given
                 continue
@@ -91,6 +105,10 @@ class Context:
                     f"Convert it first, e.g. torch.as_tensor(...)."
                 )
             values[name] = value
+            if name in known:  # a draw's sample dims in front of the batch dim
+                lead[name] = known[name]
+                lead_shape = torch.broadcast_shapes(lead_shape, value.shape[:known[name]])
+                continue
             lead[name] = min(value.dim(), 1)
             if value.dim() >= 1 and not lead_shape:
                 lead_shape = value.shape[:1]

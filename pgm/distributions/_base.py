@@ -14,7 +14,7 @@ import copy
 import torch
 from torch import nn
 
-from .._scope import Context
+from .._scope import Context, Draws
 from .._signature import check_names, format_signature, parse_signature
 
 _VALIDATION = {"enabled": True}
@@ -146,7 +146,8 @@ class Distribution(nn.Module):
         Returns:
             given a dict, the inputs plus the new variables, each ``(*sample_shape, batch, *event)`` (a
             distribution without conditioning variables draws one value per batch element of the inputs,
-            none when ``inputs`` is empty); given a context, that context extended with the draws, which
+            none when ``inputs`` is empty), as a dict that remembers each value's sample dims, so that it
+            can be scored or sampled from again; given a context, that context extended with the draws, which
             every term sampling this distribution on the same inputs shares.
         """
         if not self.has_sample:
@@ -157,13 +158,14 @@ class Distribution(nn.Module):
         values, lead = self._sample(context, shape, reparam)
         if isinstance(inputs, Context):
             return context.child(values, dict.fromkeys(values, lead), shape + context.lead_shape)
-        return {**(inputs or {}), **values}
+        return Draws({**(inputs or {}), **values}, {**context.lead, **dict.fromkeys(values, lead)})
 
     def log_prob(self, inputs):
         """log density of ``var`` given ``cond_var``, summed over the event dims: shape ``(batch,)``.
 
         The value may carry sample dims in front, ``(*sample_shape, batch, *event)``; the conditioning
-        inputs may not, unless given in a context: dim 0 of each is taken as the batch dim.
+        inputs may not, unless given as ``sample`` returned them (or in a context): in a plain dict, dim 0 of
+        each is taken as the batch dim.
         """
         if not self.has_log_prob:
             raise ValueError(f"{self.prob_text}: {self.no_log_prob_reason}.")

@@ -255,8 +255,25 @@ class Family(Distribution):
         if value is None:
             raise MissingInputError(self._missing_message(self.var[0], scope.values))
         dist, params, lead_shape = self._distribution(scope)
+        if not value.is_floating_point():  # integer or boolean data (0/1 pixels, counts): exact as floats
+            value = value.to(next(v.dtype for v in params.values() if torch.is_tensor(v) and v.is_floating_point()))
+        self._check_value(value, dist, lead_shape)
         out = self._elementwise_log_prob(dist, params, value)
         return _sum_right(out, self._event_dims(params, lead_shape))
+
+    def _check_value(self, value, dist, lead_shape):
+        """A value scored must end with the event's shape (after its sample and batch dims)."""
+        event = (dist.batch_shape + dist.event_shape)[len(lead_shape):]
+        k = len(event)
+        if value.shape[value.dim() - k:] == event and value.dim() >= k + bool(lead_shape):
+            return
+        fits = value.dim() >= k + bool(lead_shape) and all(
+            a == b or a == 1 for a, b in zip(value.shape[value.dim() - k:], event))
+        if fits:
+            return
+        per = " per example, a value of shape (batch, " + ", ".join(map(str, event)) + ")" if lead_shape else ""
+        raise ValueError(f"{self.prob_text} scores `{self.var[0]}` with event shape {tuple(event)}{per}; got a "
+                         f"tensor of shape {tuple(value.shape)}.")
 
     def _elementwise_log_prob(self, dist, params, value):
         return dist.log_prob(value)

@@ -136,6 +136,17 @@ BAD_EXAMPLES = [
         {"x": x_(), "z": x_()}), ValueError, r"^p\(z\|x\): Deterministic has no density; use it inside E"),
     ("deterministic-entropy", lambda: Deterministic("p(z)", loc=torch.zeros(3)).entropy(),
      ValueError, r"^H\[p\(z\)\]: Deterministic has no closed-form entropy; estimate it with Entropy\(q, analytic=False\)"),
+    # a value scored with the wrong shape: images not flattened, the wrong width, class indices for one-hot labels
+    ("value-not-flattened", lambda: Bernoulli("p(x|z)", net=lambda z: {"logits": z.repeat(1, 4)}).log_prob(
+        {"z": x_(), "x": torch.rand(BATCH, 1, 4, 4)}),
+     ValueError, r"^p\(x\|z\) scores `x` with event shape \(16,\) per example, a value of shape \(batch, 16\); "
+                 r"got a tensor of shape \(6, 1, 4, 4\)\.$"),
+    ("value-wrong-width", lambda: Normal("q(z|x)", net=Encoder()).log_prob({"x": x_(), "z": x_(BATCH, 2)}),
+     ValueError, r"^q\(z\|x\) scores `z` with event shape \(3,\) per example, .*got a tensor of shape \(6, 2\)\.$"),
+    ("class-indices-for-one-hot", lambda: Categorical("q(y|x)", net=lambda x: {"logits": x}).log_prob(
+        {"x": x_(4, 4), "y": torch.tensor([0.0, 1.0, 2.0, 3.0])}),
+     ValueError, r"^q\(y\|x\) scores `y` with event shape \(4,\) per example, a value of shape \(batch, 4\); "
+                 r"got a tensor of shape \(4,\)\.$"),
     ("scalar-parameters-without-event-shape", lambda: Normal("p(z)", loc=0.0, scale=1.0),
      ValueError, r"^p\(z\): its parameters \['loc', 'scale'\] are numbers, so give the event shape: "
                  r"features_shape=\[64\] for a 64-d variable \(or \[\] for a scalar\)\.$"),

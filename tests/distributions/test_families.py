@@ -553,3 +553,17 @@ def test_a_parameter_shared_by_every_example_broadcasts_with_sample_dims():
     z = td.Normal(x[:, :2], torch.ones(4, 2)).rsample((3,))
     expected = td.Normal(p.net.linear(z), p.net.log_scale.exp()).log_prob(x).sum(-1).mean(0)
     torch.testing.assert_close(value, expected)
+
+
+def test_integer_and_boolean_data_are_scored_as_floats():
+    logits = torch.randn(4, 6)
+    x = torch.randint(0, 2, (4, 6))
+    p = Bernoulli("p(x|z)", net=lambda z: {"logits": z})
+    expected = td.Bernoulli(logits=logits).log_prob(x.float()).sum(-1)
+    for value in (x, x.to(torch.uint8), x.bool()):
+        torch.testing.assert_close(p.log_prob({"z": logits, "x": value}), expected)
+    counts = torch.randint(0, 5, (4, 3))
+    rate = torch.rand(4, 3) + 0.5
+    poisson = Poisson("p(n|z)", net=lambda z: {"rate": z})
+    torch.testing.assert_close(poisson.log_prob({"z": rate, "n": counts}),
+                               td.Poisson(rate).log_prob(counts.float()).sum(-1))

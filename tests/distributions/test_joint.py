@@ -327,3 +327,22 @@ def test_a_renamed_prior_follows_the_original_to_another_dtype():
     renamed = prior.replace_var(z="a")
     prior.double()
     assert renamed.sample({}, sample_shape=2)["a"].dtype == torch.float64
+
+
+def test_draws_with_sample_dims_are_scored_per_sample_by_a_joint():
+    """Importance weights by hand: z ~ q(z|x) 3 times, then log p(x|z) + log p(z) per draw, as torch gives it."""
+    class Logits(nn.Linear):
+        def forward(self, z):
+            return {"logits": super().forward(z)}
+
+    p_x = Bernoulli("p(x|z)", net=Logits(2, 5))
+    p_z = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
+    q = Normal("q(z|x)", net=lambda x: {"loc": x[:, :2], "scale": torch.ones(len(x), 2)})
+    x = torch.rand(4, 5).round()
+    draw = q.sample({"x": x}, sample_shape=3)
+    assert draw["z"].shape == (3, 4, 2) and draw["x"] is x
+    expected = (td.Bernoulli(logits=p_x.net(draw["z"])["logits"]).log_prob(x).sum(-1)
+                + td.Normal(0.0, 1.0).log_prob(draw["z"]).sum(-1))
+    torch.testing.assert_close((p_x * p_z).log_prob(draw), expected)
+    torch.testing.assert_close(p_x.log_prob(draw), expected - td.Normal(0.0, 1.0).log_prob(draw["z"]).sum(-1))
+    assert p_x.sample(draw)["x"].shape == (3, 4, 5)  # sampled from again: one x per draw of z
