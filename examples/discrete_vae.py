@@ -25,6 +25,7 @@ from pgm.distributions import Bernoulli, RelaxedBernoulli
 from pgm.losses import E, KL, LogProb
 from pgm.models import Model
 
+MAX_BITS = 16  # the enumeration (exact ELBO, test score) of 2^D values: pgm refuses more than 2^16
 ESTIMATORS = ("score function", "moving average", "learned baseline", "Gumbel-softmax", "enumeration")
 
 
@@ -101,9 +102,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     training.add_arguments(parser, __file__, epochs=100, batch_size=100, hidden=64)
     data.add_image_arguments(parser)
-    parser.add_argument("--latent", type=int, default=8, help="number of latent bits D (default: 8)")
-    parser.add_argument("--temperature", type=float, default=0.5, help="Gumbel-softmax temperature (default: 0.5)")
-    parser.add_argument("--repeats", type=int, default=50, help="gradient estimates per variance (default: 50)")
+    parser.add_argument("--latent", type=training.int_range(1, MAX_BITS), default=8,
+                        help=f"number of latent bits D, 1 to {MAX_BITS} (the exact ELBO enumerates the 2^D values; "
+                             f"default: 8)")
+    parser.add_argument("--temperature", type=training.positive_float, default=0.5,
+                        help="Gumbel-softmax temperature (default: 0.5)")
+    parser.add_argument("--repeats", type=training.int_range(2), default=50,
+                        help="gradient estimates per variance, at least 2 (default: 50)")
     args = parser.parse_args(argv)
     out, device = training.setup(args)
     images = training.to_device(data.labelled_images(args.dataset, args.data_root, args.seed, args.download), device)

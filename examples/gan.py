@@ -74,8 +74,10 @@ def fit(x, divergence, args, out, name, critic_every=1):
     def batches():
         return ({"x": x[i]} for i in torch.randperm(len(x), generator=shuffle).split(args.batch_size))
     batches.generator = shuffle  # saved with the checkpoints: --resume continues the same shuffles
-    records = model.fit(batches, args.epochs, checkpoint_dir=out / "checkpoints" / name, keep=2,
-                        checkpoint_every=args.checkpoint_every, resume="latest" if args.resume else None,
+    checkpoints = out / "checkpoints" / name
+    records = model.fit(batches, args.epochs, checkpoint_dir=checkpoints, keep=2,
+                        checkpoint_every=args.checkpoint_every,
+                        resume=training.resume_checkpoint(model, checkpoints) if args.resume else None,
                         progress=sys.stderr.isatty())
     return {key: [r[key] for r in records] for key in records[0]}
 
@@ -141,8 +143,8 @@ def add_arguments(parser, script, epochs):
     parser.add_argument("--data", choices=["ring", "digits", "both"], default="both", help="default: both")
     parser.add_argument("--ring-std", type=training.positive_float, default=0.05, help="the modes' std (0.05)")
     parser.add_argument("--latent", type=training.positive_int, default=16, help="dimensions of z (default: 16)")
-    parser.add_argument("--betas", type=training.non_negative_float, nargs=2, default=(0.5, 0.999),
-                        help="Adam's betas (default: 0.5 0.999)")
+    parser.add_argument("--betas", type=training.unit_interval, nargs=2, default=(0.5, 0.999),
+                        help="Adam's betas, each in [0, 1) (default: 0.5 0.999)")
     parser.set_defaults(labels="all")
     return parser
 

@@ -12,6 +12,8 @@ starts) fitted on the same points, and draws both densities to <out>/density.png
     python examples/gmm.py --components 3 --points 500 --epochs 100
 """
 import argparse
+import itertools
+import math
 
 import numpy as np
 import torch
@@ -43,6 +45,11 @@ def points(n, k, seed):
     return [torch.tensor(a, dtype=torch.float32) for a in train_test_split(x, random_state=seed)]
 
 
+def train_size(n):
+    """The training points of ``points(n, ...)``: train_test_split holds out a quarter, rounded up."""
+    return n - math.ceil(n / 4)
+
+
 def density_figure(path, x, log_densities, title):
     """The points x (N, 2) and contours of each {label: log-density of (M, 2) points}, solid then dashed, as a PNG."""
     import matplotlib
@@ -70,6 +77,11 @@ def main(argv=None):
     parser.add_argument("--components", type=training.positive_int, default=4, help="K, mixture components and blobs (default: 4)")
     parser.set_defaults(labels="all")
     args = parser.parse_args(argv)
+    if train_size(args.points) < max(2, args.components):  # the means start at K training points
+        least = next(n for n in itertools.count(args.points) if train_size(n) >= max(2, args.components))
+        parser.error(f"argument --points: {args.points} points leave {train_size(args.points)} for training (a "
+                     f"quarter is held out), and --components {args.components} needs at least "
+                     f"{max(2, args.components)}; use --points {least} or more")
     out, device = training.setup(args)
     k, (x, x_test) = args.components, points(args.points, args.components, args.seed)
     description = f"scikit-learn make_blobs ({k} centres; {len(x):,} train / {len(x_test):,} test, 2-D)"

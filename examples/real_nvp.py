@@ -116,8 +116,8 @@ def main(argv=None):
     training.add_arguments(parser, __file__, epochs=100, batch_size=128, hidden=64)
     parser.add_argument("--data", choices=("moons", "digits", "both"), default="both",
                         help="which part runs (default: both)")
-    parser.add_argument("--points", type=training.positive_int, default=4000,
-                        help="moons: points, train and test (default: 4000)")
+    parser.add_argument("--points", type=training.int_range(2), default=4000,
+                        help="moons: points, train and test, at least 2 (default: 4000)")
     parser.add_argument("--moons-noise", type=training.non_negative_float, default=0.05,
                         help="moons: standard deviation of the noise (default: 0.05)")
     parser.add_argument("--couplings", type=training.positive_int, default=8,

@@ -32,7 +32,7 @@ def main(argv=None):
     data.add_arguments(parser)
     parser.add_argument("--alpha", type=training.non_negative_float, default=1.0, help="weight of the classification term (default: 1)")
     parser.add_argument("--temperature", type=training.positive_float, default=0.5, help="Gumbel-softmax temperature (default: 0.5)")
-    parser.add_argument("--iterations", type=int, default=100,
+    parser.add_argument("--iterations", type=training.positive_int, default=100,
                         help="iterative-sampling steps to impute a missing modality (default: 100, the paper's)")
     args = parser.parse_args(argv)
     out, device = training.setup(args)

@@ -32,7 +32,7 @@ def main(argv=None):
     training.add_arguments(parser, __file__)
     data.add_arguments(parser)
     parser.add_argument("--alpha", type=training.non_negative_float, default=1.0, help="weight of the classification term (default: 1)")
-    parser.add_argument("--beta", type=float, default=0.1, help="weight of the KL terms; the paper tries 0.1, 1 "
+    parser.add_argument("--beta", type=training.non_negative_float, default=0.1, help="weight of the KL terms; the paper tries 0.1, 1 "
                                                                  "and 10 (default: 0.1)")
     parser.add_argument("--temperature", type=training.positive_float, default=0.5, help="Gumbel-softmax temperature (default: 0.5)")
     args = parser.parse_args(argv)

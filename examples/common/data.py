@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import gzip
 import math
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import user_errors
+from .errors import UsageError, user_errors
 
 DATASETS = ("digits", "mnist", "fashion", "features")
 PAIRINGS = ("halves", "noisy")
@@ -204,11 +206,7 @@ def load_idx_dataset(dataset, data_root, download=False):
             "which ships with scikit-learn.")
     root = Path(data_root).expanduser()
     if download:
-        import torchvision.datasets
-
-        tv_class = torchvision.datasets.MNIST if dataset == "mnist" else torchvision.datasets.FashionMNIST
-        for train in (True, False):
-            tv_class(str(root), train=train, download=True)
+        _download(dataset, root)
     others = set(_TORCHVISION_FOLDERS.values()) - {folder_name}
     subfolders = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in others) if root.is_dir() else []
     for folder in [root / folder_name / "raw", root / "raw", root, *subfolders]:
@@ -231,6 +229,25 @@ def load_idx_dataset(dataset, data_root, download=False):
             f"{title} ({len(images):,} train / {len(test_images):,} test, {height}x{width}) from {folder}")
 
 
+def _download(dataset, root):
+    """Let torchvision download ``dataset`` into ``root``; a UsageError naming the failure and the way round it."""
+    instead = (f"download the four IDX files ({', '.join(IDX_FILES)}, gzipped or not) yourself and pass their "
+               f"folder as --data-root without --download")
+    try:
+        import torchvision.datasets
+    except ImportError:
+        raise UsageError(f"--download needs torchvision (pip install torchvision); or {instead}.") from None
+    tv_class = torchvision.datasets.MNIST if dataset == "mnist" else torchvision.datasets.FashionMNIST
+    try:
+        for train in (True, False):
+            tv_class(str(root), train=train, download=True)
+    except (RuntimeError, OSError) as error:  # torchvision's "Error downloading ..." (each mirror's failure), disk
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(error).__name__
+        raise UsageError(f"--download: could not download {dataset} into {root} ({reason}); check the network "
+                         f"connection and that {root} is writable, or {instead}.") from None
+
+
 def _find_idx(folder, name):
     """The path of IDX file ``name`` in ``folder`` (plain, .gz, or with '.idx' for '-idx'), or None."""
     for stem in (name, name.replace("-idx", ".idx")):
@@ -243,8 +260,14 @@ def _find_idx(folder, name):
 def read_idx(path):
     """Read an IDX file (optionally gzipped): 2 zero bytes, a type byte, ndim, ndim big-endian int32 dims, data."""
     path = Path(path)
-    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as file:
-        raw = file.read()
+    gzipped = path.suffix == ".gz"
+    try:
+        with (gzip.open if gzipped else open)(path, "rb") as file:
+            raw = file.read()
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError; EOFError: truncated
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"{path} cannot be read as {'a gzipped' if gzipped else 'an'} IDX file ({reason}); "
+                         f"replace it with a good copy (e.g. download it again).") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ValueError(f"{path} is not an IDX file (bad magic number {raw[:4].hex()}).")
     ndim = raw[3]
@@ -272,11 +295,14 @@ def load_features(data_root, rng, test_fraction=0.2):
         raise FileNotFoundError("dataset 'features' needs --data-root pointing at a .npz file or a folder "
                                 "holding x.npy, w.npy and y.npy.")
     path = Path(data_root).expanduser()
+    expected = "pass a .npz file holding x, w and y, or a folder holding x.npy, w.npy and y.npy"
     if path.is_file():
-        with np.load(path) as archive:
-            arrays = dict(archive)
+        arrays = _np_load(path, expected)
+        if not isinstance(arrays, dict):
+            raise ValueError(f"--data-root {path} holds a single array (a .npy file), not the arrays x, w and y; "
+                             f"{expected}.")
     elif path.is_dir():
-        arrays = {p.stem: np.load(p) for p in path.glob("*.npy")}
+        arrays = {p.stem: _np_load(p, expected) for p in path.glob("*.npy")}
     else:
         raise FileNotFoundError(f"features path {path} does not exist; pass a .npz file or a folder of .npy files.")
     test_names = ("x_test", "w_test", "y_test")
@@ -301,6 +327,30 @@ def load_features(data_root, rng, test_fraction=0.2):
     kind = f"{train[2].shape[1]} tags, multi-label" if train[2].ndim == 2 else "single-label"
     return train, test, (f"features from {path} ({len(train[0]):,} train / {len(test[0]):,} test, "
                          f"x {train[0].shape[1]}-d, w {train[1].shape[1]}-d, {kind})")
+
+
+def _np_load(path, expected):
+    """What numpy reads from ``path`` (no pickles): an array for a .npy file, {name: array} for a .npz archive; a
+    ValueError naming the file and ``expected`` when numpy cannot read it."""
+    with open(path, "rb") as file:  # ours to close, also when numpy fails half-way (it would leak its own)
+        magic = file.read(6)
+        if not (magic.startswith(b"PK") or magic == b"\x93NUMPY"):  # a zip archive (.npz) or a .npy array
+            raise ValueError(f"--data-root: {path} is not a numpy file (.npz or .npy); {expected}.")
+        file.seek(0)
+        what = str(path)
+        try:
+            loaded = np.load(file)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                return loaded
+            arrays = {}
+            with loaded:
+                for name in loaded.files:
+                    what = f"array {name!r} of {path}"
+                    arrays[name] = loaded[name]
+            return arrays
+        except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as error:  # truncated, object arrays
+            raise ValueError(f"--data-root: numpy cannot read {what} ({' '.join(str(error).split())}); "
+                             f"{expected}.") from None
 
 
 def _checked_features(x, w, y, suffix, like=None):
@@ -397,9 +447,11 @@ def add_arguments(parser):
                             "your own x, w, y arrays (.npz or folder of .npy) at --data-root (default: digits)")
     group.add_argument("--pairing", choices=PAIRINGS, default="halves",
                        help="halves: x = left, w = right half; noisy: x = rotated, w = noisy image (default: halves)")
-    group.add_argument("--rotation", type=float, default=math.pi / 4,
+    from .training import non_negative_float  # (training imports this module)
+
+    group.add_argument("--rotation", type=non_negative_float, default=math.pi / 4,
                        help="noisy pairing: maximum rotation in radians (default: pi/4)")
-    group.add_argument("--noise", type=float, default=0.5,
+    group.add_argument("--noise", type=non_negative_float, default=0.5,
                        help="noisy pairing: standard deviation of the added Gaussian noise (default: 0.5)")
     group.add_argument("--data-root", default=None, help="folder (or .npz file for features) to read data from")
     group.add_argument("--labels", type=int_or_all, default=100,

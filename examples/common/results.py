@@ -1,9 +1,12 @@
 """Writing a run's scores: ``<out>/results.json`` (with the settings and history), ``results.md``, ``results.csv``."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+import os
+import uuid
 from pathlib import Path
 
 
@@ -11,6 +14,25 @@ def _cell(value):
     if isinstance(value, float) and math.isfinite(value):
         return f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}"
     return "" if value is None else str(value)
+
+
+def write_atomically(path, text):
+    """Write ``text`` to ``path`` through a temporary file in the same folder and os.replace: a reader (or a run
+    stopped mid-write) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    temporary = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    # a new file with the mode any file gets (0666 less the umask), not mkstemp's private 0600
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
 
 
 def write(out, title, table, args, description, objective, history=None, flat=True, headings=None,
@@ -33,7 +55,7 @@ def write(out, title, table, args, description, objective, history=None, flat=Tr
               "epochs": args.epochs, "seed": args.seed, "objective": objective, "settings": settings}
     if history is not None:
         record["history"] = history
-    (out / "results.json").write_text(json.dumps(record, indent=2, allow_nan=True) + "\n")
+    write_atomically(out / "results.json", json.dumps(record, indent=2, allow_nan=True) + "\n")
 
     headings = headings or {}
     lines = [f"| model | {' | '.join(headings.get(c, c) for c in columns)} |", "|---" * (len(columns) + 1) + "|"]

@@ -22,16 +22,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import random
 import shlex
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from pgm.models import NonFiniteLossError, latest_checkpoint
 
 from . import data
 from .errors import UsageError
@@ -41,23 +45,42 @@ COMPILE = {"off": False, "on": True, "inductor": "inductor", "cudagraph": "cudag
 MONITOR = "monitor:"  # the prefix of the monitored values in the records of model.fit
 
 
-def _number(kind, minimum, strict):
+def _number(kind, minimum, strict, maximum=None, strict_maximum=False):
+    """An argparse type: a finite ``kind`` (int or float) >= ``minimum`` (> with ``strict``) and, with a
+    ``maximum``, <= it (< with ``strict_maximum``). nan and inf are refused, never coerced."""
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'}; got {text!r}")
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number; got {text}")
         if value < minimum or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}; got {text}")
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {_shown(minimum)}; got {text}")
+        if maximum is not None and (value > maximum or (strict_maximum and value == maximum)):
+            raise argparse.ArgumentTypeError(f"must be {'<' if strict_maximum else '<='} {_shown(maximum)}; got {text}")
         return value
     parse.__name__ = kind.__name__
     return parse
+
+
+def _shown(bound):
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
+def int_range(minimum, maximum=None):
+    """An argparse type: an integer >= ``minimum`` and, with a ``maximum``, <= it."""
+    return _number(int, minimum, strict=False, maximum=maximum)
 
 
 positive_int = _number(int, 0, strict=True)
 non_negative_int = _number(int, 0, strict=False)
 positive_float = _number(float, 0.0, strict=True)
 non_negative_float = _number(float, 0.0, strict=False)
+unit_interval = _number(float, 0.0, strict=False, maximum=1.0, strict_maximum=True)  # [0, 1), e.g. Adam's betas
+SEED_MAX = 2 ** 32 - 1  # numpy's and scikit-learn's seeds are 32-bit
+seed_int = _number(int, 0, strict=False, maximum=SEED_MAX)
+MAX_THREADS = 1024  # --threads: torch takes a C int; far more threads than cores only thrash
 
 
 def _one_line_error(parser, message):
@@ -67,12 +90,17 @@ def _one_line_error(parser, message):
 
 def run(main, argv=None):
     """Run a script's ``main(argv)``: a user's mistake prints ``error: ...`` and exits with status 2 (no
-    traceback); Ctrl-C prints where the checkpoint is and the command that resumes the run, exit status 130."""
+    traceback); a loss that became NaN or infinite prints ``error: training stopped: ...`` (the terms and the last
+    checkpoint) and exits with status 1; Ctrl-C prints where the checkpoint is and the command that resumes the
+    run, exit status 130."""
     try:
         return main(argv)
     except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         raise SystemExit(2) from None
+    except NonFiniteLossError as error:  # its message names the terms, the epoch and batch, and the last checkpoint
+        print(f"error: training stopped: {_one_line(error)} A smaller --lr may help.", file=sys.stderr)
+        raise SystemExit(1) from None
     except KeyboardInterrupt as interrupt:
         checkpoint = getattr(interrupt, "checkpoint", None)
         if checkpoint is None:
@@ -82,6 +110,10 @@ def run(main, argv=None):
             command = shlex.join(["python", sys.argv[0], *words, "--resume"])
             print(f"\ninterrupted: the run is saved in {checkpoint}\nresume it with: {command}", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def _one_line(error):
+    return " ".join(str(error).split())
 
 
 def model_options(args):
@@ -106,7 +138,8 @@ def add_arguments(parser, script, epochs=500, batch_size=512, lr=1e-3, hidden=51
                        help=f"width of every hidden DkBR layer (default: {hidden}, the papers')")
     group.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                        help="torch device (default: cuda when available, else cpu)")
-    group.add_argument("--seed", type=int, default=0, help="seed of the data split, initialization and sampling")
+    group.add_argument("--seed", type=seed_int, default=0,
+                       help=f"seed of the data split, initialization and sampling, 0 to {SEED_MAX} (default: 0)")
     group.add_argument("--out", type=Path, default=Path("results") / name,
                        help=f"results folder (default: results/{name})")
     group.add_argument("--eval-every", type=non_negative_int, default=10,
@@ -119,7 +152,7 @@ def add_arguments(parser, script, epochs=500, batch_size=512, lr=1e-3, hidden=51
                        help="continue exactly from the latest checkpoint in <out>/checkpoints")
     group.add_argument("--overwrite", action="store_true",
                        help="start afresh in an --out folder that holds an earlier run (its checkpoints are deleted)")
-    group.add_argument("--threads", type=non_negative_int, default=0,
+    group.add_argument("--threads", type=int_range(0, MAX_THREADS), default=0,
                        help="CPU threads for torch; 0 (default): one thread for networks this small, which is as "
                             "fast on an idle machine and degrades far less on a busy one")
     group.add_argument("--compile", choices=sorted(COMPILE), default="off",
@@ -130,10 +163,14 @@ def add_arguments(parser, script, epochs=500, batch_size=512, lr=1e-3, hidden=51
 
 def setup(args):
     """Check the options a script cannot check by their type (the device, the results folder and --resume), set
-    the threads, seed python, numpy and torch with ``args.seed``, create ``args.out``; return (out, device).
+    the threads, seed python, numpy and torch with ``args.seed``, create ``args.out`` (a file there, or a folder
+    that cannot be created or written to, is a mistake too); return (out, device).
     Every mistake is a :class:`UsageError`, raised before any slow work."""
     device = _device(args.device)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: that is a file, not a folder; pass a folder for the results (it is created "
+                         f"if missing).")
     checkpoints = out / "checkpoints"
     held = [n for n in ("results.json", "checkpoints", "model.pt") if (out / n).exists()]
     if getattr(args, "resume", False):
@@ -151,8 +188,21 @@ def setup(args):
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
-    out.mkdir(parents=True, exist_ok=True)
+    _writable_folder(out)
     return out, device
+
+
+def _writable_folder(out):
+    """Create ``out`` (and its parents) and check a file can be written there; a UsageError if not."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        what = "create the folder" if not out.is_dir() else "write in the folder"
+        where = f" ({error.filename})" if error.filename and Path(error.filename) != out else ""
+        raise UsageError(f"--out {out}: cannot {what}: {error.strerror or error}{where}; pass a folder you can "
+                         f"write to.") from None
 
 
 def auto_threads(args):
@@ -248,9 +298,10 @@ def train(model, paired, args, out=None, params=None, prepare=None, monitor=None
         clock[0] = time.perf_counter()
         return extra
 
+    _check_batch_size(model, len(paired.unlabelled[0]), args.batch_size)
     records = model.fit(Batches(paired, args.batch_size, args.seed, prepare), args.epochs, params=params,
                         checkpoint_dir=checkpoints, checkpoint_every=args.checkpoint_every, keep=2,
-                        resume="latest" if args.resume and checkpoints is not None else None,
+                        resume=resume_checkpoint(model, checkpoints) if args.resume else None,
                         progress=interactive, callback=callback)
     history = {"epoch": [r["epoch"] for r in records], "loss": [r["train_loss"] for r in records],
                "seconds": [r["seconds"] for r in records], "monitor_epoch": []}
@@ -264,6 +315,70 @@ def train(model, paired, args, out=None, params=None, prepare=None, monitor=None
         model.save(Path(out) / "model.pt")
         plot_learning_curves(history, Path(out) / "learning_curves.png")
     return history
+
+
+def _check_batch_size(model, examples, batch_size):
+    """Batch normalization cannot train on a batch of one example: a UsageError, before training, when
+    ``batch_size`` makes every batch or the last batch of an epoch over ``examples`` rows hold just one."""
+    if not any("BatchNorm" in type(m).__name__ for m in model.distributions.modules()):
+        return
+    if examples == 1:
+        raise UsageError("the training set holds a single example, and batch normalization cannot train on one; "
+                         "use more data.")
+    if batch_size == 1:
+        raise UsageError("--batch-size 1: batch normalization cannot train on batches of one example; use "
+                         "--batch-size 2 or more.")
+    if examples % batch_size == 1:
+        fits = lambda b: b >= 2 and examples % b != 1  # noqa: E731
+        near = [b for b in range(batch_size - 1, 1, -1) if fits(b)][:1] + [
+            b for b in range(batch_size + 1, examples + 1) if fits(b)][:1]
+        raise UsageError(f"--batch-size {batch_size}: the last batch of each epoch would hold 1 of the {examples:,} "
+                         f"training examples, and batch normalization cannot train on one; use another --batch-size "
+                         f"(e.g. {' or '.join(map(str, near))}).")
+
+
+def resume_checkpoint(model, checkpoints):
+    """The latest checkpoint in ``checkpoints`` for ``model.fit(resume=...)``, once it is known to load into
+    ``model`` (None when there is none: that model starts afresh). A file that is not a checkpoint, or one written
+    for a model of other options (e.g. another --hidden), is a :class:`UsageError` naming it and the fix."""
+    path = latest_checkpoint(checkpoints)
+    if path is None:
+        return None
+    fix = "pass --overwrite to start afresh in that --out, or another --out"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # unpickling errors, truncated zip archives, ... (torch's messages are long and misleading)
+        raise UsageError(f"--resume: {path} cannot be read as a checkpoint (it is damaged, or not one torch "
+                         f"wrote); delete it to resume from an earlier one, or {fix}.") from None
+    if not (isinstance(state, dict) and "fit" in state and "distributions" in state):
+        raise UsageError(f"--resume: {path} is not a checkpoint written by an example script's training; delete "
+                         f"it to resume from an earlier one, or {fix}.")
+    try:
+        model.load_state_dict(state)  # fit loads it again; this only finds a mismatch before the run starts
+    except Exception as error:  # size mismatches, missing or unexpected keys, other objectives
+        raise UsageError(f"--resume: the checkpoint {path} does not match this model "
+                         f"({_state_difference(state, model) or _short_reason(error)}); resume with the same model "
+                         f"options (e.g. --hidden, --latent) as the run that wrote it, or {fix}.") from None
+    return path
+
+
+def _short_reason(error, limit=160):
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _state_difference(state, model):
+    """The first network tensor whose shape (or presence) differs between a checkpoint and ``model``, in words."""
+    saved, here = state.get("distributions"), model.distributions.state_dict()
+    if not isinstance(saved, dict):
+        return None
+    for key, value in here.items():
+        if key not in saved:
+            return f"it has no {key}"
+        if hasattr(saved[key], "shape") and tuple(saved[key].shape) != tuple(value.shape):
+            return f"{key} has shape {list(saved[key].shape)} there and {list(value.shape)} here"
+    extra = [key for key in saved if key not in here]
+    return f"it has {extra[0]}, which this model lacks" if extra else None
 
 
 def plot_learning_curves(history, path):

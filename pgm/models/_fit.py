@@ -44,7 +44,8 @@ def _position(name):
 
 
 def latest_checkpoint(folder):
-    """The checkpoint in ``folder`` furthest into training, or None."""
+    """The checkpoint that :meth:`Model.fit` wrote in ``folder`` furthest into training (``epoch-0003.pt``,
+    ``epoch-0003-batch-000017.pt``), its path; None if there is none (or no such folder)."""
     found = _checkpoints(folder)
     return found[-1] if found else None
 

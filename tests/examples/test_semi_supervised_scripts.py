@@ -324,8 +324,8 @@ def test_results_table_collects_runs_in_the_order_given(tmp_path, capsys):
     ]
     assert capsys.readouterr().out.strip() == text
     (tmp_path / "c").mkdir()
-    with pytest.raises(SystemExit, match=r"results_table: .*c/results.json does not exist"):
+    with pytest.raises(training.UsageError, match=r"^.*c/results.json does not exist; pass folders written by"):
         results_table.main([str(tmp_path / "c")])
     (tmp_path / "c" / "results.json").write_text(json.dumps({"model": "VAE", "ELBO": -1.0}))
-    with pytest.raises(SystemExit, match=r"holds no test accuracies"):
+    with pytest.raises(training.UsageError, match=r"holds no test accuracies"):
         results_table.main([str(tmp_path / "c")])
