@@ -7,6 +7,11 @@ class TemperatureMixin:
 
     fixed_parameters = ("temperature",)
 
+    @property
+    def scores_another_family(self):
+        """Whether ``log_prob`` is that of the discrete family (not the density of the relaxed draws)."""
+        return getattr(self, "density", "categorical") != "concrete"
+
     def __setattr__(self, name, value):
         if name == "temperature" and "temperature" in self.__dict__.get("_buffers", {}):
             if isinstance(value, torch.Tensor):

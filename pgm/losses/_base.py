@@ -11,6 +11,14 @@ from .._scope import Scope
 from . import _printing
 
 
+def check_parameter_values(params, where):
+    """Each value given for a :class:`Parameter` is a number or a tensor."""
+    for name, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+            raise TypeError(f"{where}: Parameter {name!r} takes a number or a tensor; got {type(value).__name__} "
+                            f"{value!r}.")
+
+
 class Loss:
     """A formula over distributions. Nothing is computed until :meth:`eval`.
 
@@ -101,6 +109,7 @@ class Loss:
 
         Each variable is drawn once per evaluation and distribution, and shared by every term using it.
         """
+        check_parameter_values(params, "loss.eval")
         scope = Scope.from_inputs(inputs, params)
         self.check_inputs(scope.values, params, scope.datasets)
         value = self._eval(scope)
@@ -152,6 +161,8 @@ class Loss:
         return _Add(self, as_loss(other))
 
     def __radd__(self, other):
+        if isinstance(other, int) and not isinstance(other, bool) and other == 0:
+            return self  # sum(losses) starts from 0: the formula is the losses', without a leading "0 +"
         return _Add(as_loss(other), self)
 
     def __sub__(self, other):

@@ -136,6 +136,9 @@ class E(Loss):
         if estimator not in ESTIMATORS:
             raise ValueError(f"E over {q.prob_text}: estimator must be one of {ESTIMATORS}; got {estimator!r}.")
         self._check_estimator(q, estimator, baseline)
+        if estimator == "enumerate" and math.prod(self.sample_shape) != 1:
+            raise ValueError(f"E over {q.prob_text}: enumerate=True sums over every value exactly, so it draws no "
+                             f"samples; leave sample_shape={sample_shape!r} out (or sample instead of enumerating).")
         self.estimator = estimator
         self.baseline = as_baseline(baseline, q)
 
@@ -160,6 +163,13 @@ class E(Loss):
             raise ValueError(
                 f"{where}: enumerate=True sums over every value of a discrete variable; {type(q).__name__} has no "
                 f"finite support. Sample it instead (the reparameterized or score-function estimator)."
+            )
+        if estimator == "score_function" and getattr(q, "scores_another_family", False):
+            raise ValueError(
+                f"{where}: {type(q).__name__} scores a draw with the log-probability of the discrete family it "
+                f"stands for, not with the density its relaxed draws have, so the score-function gradient would be "
+                f"biased; use the reparameterized estimator (its default), RelaxedCategorical(..., "
+                f"density='concrete'), or the discrete family itself (Categorical, Bernoulli)."
             )
         if estimator == "score_function" and not q.has_log_prob:
             raise ValueError(f"{where}: the score-function estimator needs log {q.prob_text}, but "

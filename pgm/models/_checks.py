@@ -122,6 +122,14 @@ def non_finite_report(loss, inputs, params, distributions, value):
     The terms are re-evaluated one by one (without gradient) on the same inputs and parameters; their
     samples are fresh draws, so a term that failed only for an unlucky sample may show as finite.
     """
+    empty = [(name, dataset, tensor) for name, dataset, tensor in flat_inputs(inputs)
+             if tensor.dim() >= 1 and tensor.shape[0] == 0]
+    if empty:  # a mean over no examples is nan: nothing else to look for
+        name, dataset, tensor = empty[0]
+        return NonFiniteLossError(f"the loss is {value}: the batch holds no examples ({_named(name, dataset)} has "
+                                  f"shape {tuple(tensor.shape)}), and a mean over none is nan; leave empty batches "
+                                  f"out. The optimizer step was skipped, so the parameters are those from before it.",
+                                  loss=value, terms=[])
     terms, details = [], []
     with validation(False):  # a NaN parameter must show up as a NaN term, not as a failed parameter check
         _evaluate_terms(loss, inputs, params, terms, details)

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -95,7 +95,7 @@ class _Data:
         if callable(data) and not isinstance(data, Iterable):
             self.make = data
         elif isinstance(data, Iterable):
-            if iter(data) is data:
+            if isinstance(data, Iterator):  # not iter(data) is data: a DataLoader would start its workers
                 raise TypeError(
                     f"fit: {name} is an iterator (e.g. a generator), which is used up after one epoch; pass a "
                     f"list of batches, a DataLoader, or a function that returns a new iterator each epoch: "

@@ -73,6 +73,10 @@ class Objective:
         distributions = module_list(distributions, f"Objective{f' {name!r}' if name else ''}")
         if name is not None and (not isinstance(name, str) or not name.isidentifier()):
             raise ValueError(f"Objective: name must be a short identifier such as 'generator'; got {name!r}.")
+        if not callable(optimizer):
+            raise TypeError(f"Objective: optimizer must be an optimizer class such as torch.optim.Adam (or a "
+                            f"function of the parameters returning an optimizer); got {type(optimizer).__name__} "
+                            f"{optimizer!r}.")
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ValueError(f"Objective: every must be a whole number >= 1; got {every!r}.")
         for label, value in (("clip_grad_norm", clip_grad_norm), ("clip_grad_value", clip_grad_value)):

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..distributions import Distribution, validation_enabled
 from ..losses import Loss
+from ..losses._base import check_parameter_values
 from . import _checks, _compile, _distributed, _step
 from ._step import Objective, unique as _unique
 
@@ -196,10 +197,11 @@ class Model:
         is read back to the host: the loss is returned as a 0-dim tensor on the device, a non-finite loss
         makes the update a no-op there (and every later one until the next read, so the parameters stay
         those from before it), and the error is raised at the next read: :meth:`synchronize`, a synchronous
-        step, or after 1000 pending steps. :meth:`fit` defers on accelerators. With several objectives,
+        step, or after 100 pending steps. :meth:`fit` defers on accelerators. With several objectives,
         a dict ``{name: loss}`` of the objectives stepped on this batch. With distributed training, the loss
         is averaged over the processes (read at every step).
         """
+        check_parameter_values(params, "Model.train")
         self._set_training(True)
         self._prepare(inputs)
         steps = self._step_objects()
@@ -223,6 +225,7 @@ class Model:
     def test(self, inputs, **params):
         """The test loss on ``inputs`` in evaluation mode, without gradients (with several objectives and no
         ``test_loss``, a dict of each objective's loss)."""
+        check_parameter_values(params, "Model.test")
         self._set_training(False)
         self._prepare(inputs)
         self._step_objects()

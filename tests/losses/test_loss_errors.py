@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from pgm.distributions import Bernoulli, Deterministic, Dirichlet, Normal, RelaxedCategorical
+from pgm.distributions import Bernoulli, Categorical, Deterministic, Dirichlet, Normal, RelaxedCategorical
 from pgm.losses import E, IWAE, KL, Entropy, LogProb, Parameter
 
 from loss_nets import Gaussian, Logits
@@ -54,6 +54,24 @@ def test_a_missing_data_set_lists_the_data_sets_given():
     loss = LogProb(p).mean("labelled") + LogProb(p).mean("unlabelled")
     with pytest.raises(KeyError, match=r"needs input `unlabelled` .*; got \['labelled'\]\."):
         loss.eval({"labelled": {"x": torch.randn(3, 2)}})
+
+
+def test_the_score_function_refuses_a_relaxed_family_scored_as_its_discrete_one():
+    q = RelaxedCategorical("q(y|x)", net=Logits(4, 3), temperature=0.5)
+    with pytest.raises(ValueError, match=r"^E over q\(y\|x\): RelaxedCategorical scores a draw with the "
+                                         r"log-probability of the discrete family it stands for.*biased; use the "
+                                         r"reparameterized estimator \(its default\), RelaxedCategorical\(\.\.\., "
+                                         r"density='concrete'\)"):
+        E(q, LogProb(q), estimator="score_function")
+    concrete = RelaxedCategorical("q(y|x)", net=Logits(4, 3), temperature=0.5, density="concrete")
+    assert E(concrete, LogProb(concrete), estimator="score_function").estimator == "score_function"
+
+
+def test_enumeration_takes_no_sample_shape():
+    q = Categorical("q(y|x)", net=Logits(4, 3))
+    with pytest.raises(ValueError, match=r"^E over q\(y\|x\): enumerate=True sums over every value exactly, so it "
+                                         r"draws no samples; leave sample_shape=5 out"):
+        E(q, LogProb(q), enumerate=True, sample_shape=5)
 
 
 def test_enumeration_needs_a_categorical(vae):

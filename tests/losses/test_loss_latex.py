@@ -102,6 +102,7 @@ def test_signs_fold_into_numbers_and_coefficients():
     assert str(kl - 0.5) == "KL[q(z|x)||p(z)] - 0.5"
     assert (1 / tau * kl).latex() == r"\frac{D_{KL}\left[q(z|x)\|p(z)\right]}{\tau}"
     assert (kl - e).latex() == r"D_{KL}\left[q(z|x)\|p(z)\right] - \mathbb{E}_{q(z|x)}\left[\log p(x|z)\right]"
+    assert sum([kl, e]).latex() == (kl + e).latex()  # no leading "0 +" from sum's start
     assert (-(kl - e)).latex() == (r"- (D_{KL}\left[q(z|x)\|p(z)\right] - "
                                    r"\mathbb{E}_{q(z|x)}\left[\log p(x|z)\right])")
 

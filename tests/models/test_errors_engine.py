@@ -68,6 +68,17 @@ def test_a_term_that_was_finite_again_is_blamed_on_the_sample(monkeypatch):
         model.train(data(), beta=float("nan"))
 
 
+def test_an_empty_batch_is_named_as_such():
+    model = build()
+    model.train(data(), beta=1.0)
+    before = snapshot(model)
+    with pytest.raises(NonFiniteLossError, match=r"^the loss is nan: the batch holds no examples \(`x` has shape "
+                                                 r"\(0, 6\)\), and a mean over none is nan; leave empty batches out\."):
+        model.train({"x": torch.zeros(0, 6)}, beta=1.0)
+    for a, b in zip(before, snapshot(model)):
+        assert torch.equal(a, b)
+
+
 def test_top_terms_look_through_reductions_and_negation_to_sums():
     q = Normal("q(z|x)", net=Encoder())
     prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])

@@ -93,6 +93,19 @@ def test_fit_returns_the_history_and_learns():
     assert expected == pytest.approx(model.test({"x": DATA}), rel=1e-5)
 
 
+def test_fit_iterates_the_data_once_per_epoch_only():
+    """A DataLoader with workers starts them on each iter(): fit must not iterate it just to check its type."""
+    class Counted:
+        iterations = 0
+
+        def __iter__(self):
+            Counted.iterations += 1
+            return iter([{"x": DATA[:8]}, {"x": DATA[8:16]}])
+
+    build().fit(Counted(), 3, progress=False, params=PARAMS)
+    assert Counted.iterations == 3
+
+
 def test_params_function_sees_each_epoch_number():
     seen = []
     build().fit(batches, 3, progress=False, params=lambda epoch: seen.append(epoch) or {"beta": 0.5})

@@ -200,6 +200,11 @@ def test_more_misuse_is_explained(tmp_path):
         Objective(torch.zeros(()), [critic])
     with pytest.raises(ValueError, match="Objective: clip_grad_norm must be a finite positive number or None; got -1"):
         Objective(d_loss, [critic], clip_grad_norm=-1)
+    with pytest.raises(TypeError, match=r"^Objective: optimizer must be an optimizer class such as torch\.optim\.Adam "
+                                        r"\(or a function of the parameters returning an optimizer\); got str 'adam'\.$"):
+        Objective(d_loss, [critic], optimizer="adam")
+    with pytest.raises(TypeError, match=r"^Model\.train: Parameter 'beta' takes a number or a tensor; got str 'a'\.$"):
+        pgm_model()[0].train(batches(1)[0], beta="a")
     for bad in (float("nan"), float("inf")):
         with pytest.raises(ValueError, match=f"Objective: clip_grad_value must be a finite positive number or None; "
                                              f"got {bad}"):
