@@ -94,6 +94,14 @@ class Family(Distribution):
                 f"numbers, so give the event shape: features_shape=[64] for a 64-d variable (or [] for a scalar)."
             )
         shape = None if features_shape is None else torch.Size(features_shape)
+        tensors = {k: v for k, v in fixed.items() if isinstance(v, torch.Tensor) and k not in self.fixed_parameters}
+        try:
+            torch.broadcast_shapes(*(v.shape for v in tensors.values()), *([shape] if shape is not None else []))
+        except RuntimeError:
+            shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items())
+            given = f" and features_shape={list(shape)}" if shape is not None else ""
+            raise ValueError(f"{self.prob_text}: its parameters' shapes do not fit together: {shapes}{given}; give "
+                             f"each the event shape, or one that broadcasts to it.") from None
         for key, value in fixed.items():
             tensor = value if isinstance(value, torch.Tensor) else torch.tensor(float(value))
             if key not in self.fixed_parameters and shape is not None:

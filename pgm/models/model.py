@@ -196,7 +196,8 @@ class Model:
         :class:`NonFiniteLossError` and the parameters are left as they were. With ``sync=False`` nothing
         is read back to the host: the loss is returned as a 0-dim tensor on the device, a non-finite loss
         makes the update a no-op there (and every later one until the next read, so the parameters stay
-        those from before it), and the error is raised at the next read: :meth:`synchronize`, a synchronous
+        those from before it; with several objectives, each stops at its own first non-finite loss while the
+        others go on until the read), and the error is raised at the next read: :meth:`synchronize`, a synchronous
         step, or after 100 pending steps. :meth:`fit` defers on accelerators. With several objectives,
         a dict ``{name: loss}`` of the objectives stepped on this batch. With distributed training, the loss
         is averaged over the processes (read at every step).

@@ -147,6 +147,9 @@ BAD_EXAMPLES = [
         {"x": x_(4, 4), "y": torch.tensor([0.0, 1.0, 2.0, 3.0])}),
      ValueError, r"^q\(y\|x\) scores `y` with event shape \(4,\) per example, a value of shape \(batch, 4\); "
                  r"got a tensor of shape \(4,\)\.$"),
+    ("fixed-parameters-of-mismatched-shapes", lambda: Normal("p(z)", loc=torch.zeros(3), scale=torch.ones(4)),
+     ValueError, r"^p\(z\): its parameters' shapes do not fit together: loc \(3,\), scale \(4,\); give each the "
+                 r"event shape, or one that broadcasts to it\.$"),
     ("scalar-parameters-without-event-shape", lambda: Normal("p(z)", loc=0.0, scale=1.0),
      ValueError, r"^p\(z\): its parameters \['loc', 'scale'\] are numbers, so give the event shape: "
                  r"features_shape=\[64\] for a 64-d variable \(or \[\] for a scalar\)\.$"),
