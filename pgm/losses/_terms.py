@@ -194,6 +194,9 @@ class E(Loss):
     def _eval_score_function(self, scope):
         inner, log_q = _draw_to_score(self.q, scope, self.sample_shape)
         value = self.f._eval(inner)
+        if isinstance(value, torch.Tensor) and value.dim() == 0 and log_q.dim() > 0:
+            # f of the whole batch of draws (an MMD, a batch statistic): its score is that of all of them together
+            log_q = log_q.sum().expand_as(log_q)
         value = value + torch.zeros_like(log_q) if isinstance(value, torch.Tensor) else log_q.new_full(log_q.shape, value)
         signal = value.detach()
         if self.baseline is not None:

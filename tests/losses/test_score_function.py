@@ -307,3 +307,18 @@ def test_iwae_over_a_categorical_gets_the_exact_gradient_in_expectation(count):
     torch.testing.assert_close(estimate, exact, atol=0.02, rtol=0)
     got, want = gradients(estimate, *modules), gradients(exact, *modules)
     torch.testing.assert_close(got, want, atol=0.04 * want.abs().max().item(), rtol=0)
+
+
+def test_a_batch_level_f_gets_the_score_of_every_draw_of_the_batch():
+    """f(z_1..z_B) = the batch mean of sum_d z_id, one number for the batch: its gradient is
+    E[f sum_i grad log q(z_i)], against the exact gradient of mean_i sum_d sigmoid(logit_id)."""
+    q = Bernoulli("q(z|x)", net=Logits(DX, D))
+    x = torch.randn(B, DX)
+    exact = torch.sigmoid(q.net(x)["logits"]).sum(-1).mean()
+    want = gradients(exact, q)
+    loss = E(q, Term(lambda z: z.sum(-1).mean(), "f"), baseline="moving_average")
+    total, n = 0, 8000
+    torch.manual_seed(0)
+    for _ in range(n):
+        total = total + gradients(loss.eval({"x": x}).mean(), q)
+    torch.testing.assert_close(total / n, want, atol=0.1 * want.abs().max().item(), rtol=0)
