@@ -48,7 +48,8 @@ class Term(Loss):
         inputs: where each argument comes from: a variable's name (from the inputs or an enclosing ``E``), or
             a distribution, whose variable is drawn for this evaluation (reparameterized where it can be, and
             shared with every other term that samples it). Arguments not named here are read as variables of
-            the same name.
+            the same name. A discrete distribution's draw carries no gradient: to train it through this term,
+            put the term inside ``E(q, ...)``, which adds the score-function gradient.
 
     >>> import torch
     >>> from pgm.distributions import Normal

@@ -415,6 +415,11 @@ class IWAE(Loss):
         missing = [v for v in q.var if v not in p.var + p.cond_var]
         if missing:
             raise ValueError(f"IWAE: {q.prob_text} generates {missing}, which {p.prob_text} does not use.")
+        unscored = [v for v in q.var if v not in p.var]
+        if unscored:
+            raise ValueError(f"IWAE: p must be the joint over the data and the latents {q.prob_text} generates; "
+                             f"{p.prob_text} only conditions on {unscored}, so the weights p/q would miss their "
+                             f"prior. Multiply it in: IWAE(p * prior, q, K).")
 
     def _eval(self, scope):
         if self.q.has_reparam:

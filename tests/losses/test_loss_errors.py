@@ -133,6 +133,10 @@ def test_iwae_needs_a_joint_that_uses_the_latents(vae):
     q, p, prior = vae
     with pytest.raises(ValueError, match=r"IWAE: q\(z\|x,w\) generates \['z'\], which p\(x\|a\) does not use"):
         IWAE(p.replace_var(z="a"), q)
+    with pytest.raises(ValueError, match=r"^IWAE: p must be the joint over the data and the latents q\(z\|x,w\) "
+                                         r"generates; p\(x\|z\) only conditions on \['z'\], so the weights p/q would "
+                                         r"miss their prior\. Multiply it in: IWAE\(p \* prior, q, K\)\.$"):
+        IWAE(p, q)
 
 
 def test_kl_analytic_takes_none_true_or_false(vae):
