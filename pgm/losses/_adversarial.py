@@ -314,7 +314,7 @@ class JensenShannon(AdversarialDivergence):
 
     def _terms(self, frozen, detach_draw):
         d = self._critic.latex()
-        real = self._critic_term(self.q, _log_d, rf"\log {d}", f"log {d}", frozen=frozen)
+        real = self._critic_term(self.q, _log_d, rf"\log {d}", f"log {d}", frozen=frozen, detach_draw=detach_draw)
         fake = self._critic_term(self.p, _log_one_minus_d, rf"\log\left(1 - {d}\right)", f"log(1 - {d})",
                                  frozen=frozen, detach_draw=detach_draw)
         return real, fake
@@ -377,7 +377,8 @@ class AdversarialKL(AdversarialDivergence):
                                   frozen=True)
         self.children = (ratio,)
         mine = self._critic_term(self.p, _log_d, rf"\log {d}", f"log {d}", detach_draw=True)
-        other = self._critic_term(self.q, _log_one_minus_d, rf"\log\left(1 - {d}\right)", f"log(1 - {d})")
+        other = self._critic_term(self.q, _log_one_minus_d, rf"\log\left(1 - {d}\right)", f"log(1 - {d})",
+                                  detach_draw=True)
         return _reduced(-(mine + other), self._reduce)
 
 
@@ -433,7 +434,7 @@ class Wasserstein(AdversarialDivergence):
         identity = lambda t: t  # noqa: E731
 
         def terms(frozen, detach_draw):
-            real = self._critic_term(self.q, identity, d, d, frozen=frozen)
+            real = self._critic_term(self.q, identity, d, d, frozen=frozen, detach_draw=detach_draw)
             fake = self._critic_term(self.p, identity, d, d, frozen=frozen, detach_draw=detach_draw)
             return real, fake
 

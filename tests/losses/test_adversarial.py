@@ -285,6 +285,26 @@ def test_each_step_changes_only_its_own_side(make, gan_parts):
         assert any(not torch.equal(a, w) for a, w in zip(before_moved, moved.parameters()))
 
 
+@pytest.mark.parametrize("divergence", [JensenShannon, Wasserstein, AdversarialKL])
+def test_the_discriminators_loss_reaches_neither_distribution_it_compares(divergence):
+    """Between two trainable distributions (an encoder against another), the discriminator's loss trains the
+    discriminator only, even under a plain backward: neither p's nor q's draws carry its gradient."""
+    class Encoder(nn.Linear):
+        def forward(self, x):
+            loc, scale = super().forward(x).chunk(2, -1)
+            return {"loc": loc, "scale": scale.exp()}
+
+    class Critic(nn.Linear):
+        def forward(self, z, x):
+            return super().forward(torch.cat([z, x], -1))
+
+    p, q = Normal("q(z|x)", net=Encoder(3, 4)), Normal("r(z|x)", net=Encoder(3, 4))
+    d = Critic(5, 1)
+    divergence(p, q, discriminator=d).discriminator_loss.eval({"x": torch.randn(8, 3)}).backward()
+    assert p.net.weight.grad is None and q.net.weight.grad is None
+    assert d.weight.grad is not None
+
+
 def test_training_in_turn_moves_a_generator_towards_the_data():
     """A few hundred alternating plain-torch steps pull a shifted 1-D generator onto the data's mean."""
     torch.manual_seed(9)
