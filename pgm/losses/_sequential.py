@@ -425,6 +425,13 @@ class Sum(Loss):
                     f"carried variable is one draw per sequence (leave sample_shape out of its expectation, or "
                     f"repeat the batch for several trajectories)."
                 )
+            elif _enumerates(self.step, source):
+                raise ValueError(
+                    f"{where}: carry={{{name!r}: {source!r}}}: step {self.over} sums over every value of `{source}` "
+                    f"(E(..., enumerate=True)), so there is no one draw of it to carry; sample it instead (the "
+                    f"score-function estimator, E's default for a discrete q), or carry the distribution itself: "
+                    f"carry={{{name!r}: q}}."
+                )
             else:
                 raise ValueError(
                     f"{where}: carry={{{name!r}: {source!r}}}: step {self.over} did not draw `{source}` (no term of "
@@ -485,3 +492,10 @@ class Sum(Loss):
                 weight = later[..., t] if mask is None else torch.where(mask[..., t], later[..., t], 0.0)
                 total = total + weight * (log_q - log_q.detach())
         return total, kept
+
+
+def _enumerates(loss, var):
+    """Whether an expectation in ``loss`` sums over every value of ``var`` (``enumerate=True``)."""
+    if getattr(loss, "estimator", None) == "enumerate" and var in loss.q.var:
+        return True
+    return any(_enumerates(child, var) for child in getattr(loss, "children", ()))

@@ -411,3 +411,17 @@ def test_the_number_of_steps_without_series():
     expected = -7 * (1 + math.log(2 * math.pi))  # E[log N(z; mu, 1)] over 2 dims, 7 steps (-(1 + log 2 pi)/2 each)
     averaged = sum(walk.eval({"z0": torch.zeros(2000, 2)}).mean() for _ in range(5)) / 5
     assert value.shape == (5,) and averaged.item() == pytest.approx(expected, abs=0.05)
+
+
+def test_carrying_an_enumerated_variable_is_explained():
+    class Emission(nn.Linear):
+        def forward(self, y):
+            return {"loc": super().forward(y), "scale": torch.ones(y.shape[:-1] + (1,))}
+
+    q = Categorical("q(y|x,y_prev)", net=Logits(3, 2))
+    p = Normal("p(x|y)", net=Emission(2, 1))
+    loss = Sum(E(q, LogProb(p), enumerate=True), series=["x"], carry={"y_prev": "y"},
+               initial={"y_prev": torch.tensor([1.0, 0.0])})
+    with pytest.raises(ValueError, match=r"^Sum over t: carry=\{'y_prev': 'y'\}: step t sums over every value of `y` "
+                                         r"\(E\(\.\.\., enumerate=True\)\), so there is no one draw of it to carry"):
+        loss.eval({"x": torch.randn(4, 3, 1)})
