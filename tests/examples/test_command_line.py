@@ -6,29 +6,11 @@ import json
 import pytest
 import torch
 
-from common import data, training
+from common import training
+from script_runs import error_line
 from pgm.models import TrainingInterrupted
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def fails(script, argv, capsys):
-    """Run a script as its __main__ does; return its one line of stderr (after checking the exit status)."""
-    with pytest.raises(SystemExit) as exit_:
-        training.run(importlib.import_module(script).main, argv)
-    assert exit_.value.code == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
-    return lines[0]
-
-
-@pytest.fixture
-def no_loading(monkeypatch):
-    """Mistakes in the options must be reported before the data is read."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("the data was loaded before the options were checked")
-    monkeypatch.setattr(data, "load", refuse)
 
 
 @pytest.mark.parametrize("option, value, message", [
@@ -41,34 +23,34 @@ def no_loading(monkeypatch):
     ("--dataset", "cifar", "argument --dataset: invalid choice: 'cifar'"),
 ])
 def test_bad_option_values(option, value, message, capsys, no_loading, tmp_path):
-    line = fails("ss_hmvae_kl", [option, value, "--out", str(tmp_path)], capsys)
+    line = error_line("ss_hmvae_kl", [option, value, "--out", str(tmp_path)], capsys)
     assert line.startswith("error: " + message) and line.endswith("--help)")
 
 
 def test_a_device_that_is_not_there(capsys, no_loading, monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert fails("vae", ["--device", "cuda", "--out", str(tmp_path)], capsys) == (
+    assert error_line("vae", ["--device", "cuda", "--out", str(tmp_path)], capsys) == (
         "error: --device cuda: this machine has no CUDA device torch can use; use --device cpu.")
-    assert fails("vae", ["--device", "tpu9", "--out", str(tmp_path)], capsys) == (
+    assert error_line("vae", ["--device", "tpu9", "--out", str(tmp_path)], capsys) == (
         "error: --device tpu9: not a torch device; use cpu, cuda or cuda:N.")
 
 
 def test_missing_data_and_bad_labels(capsys, tmp_path):
-    line = fails("ss_hmvae_kl", ["--dataset", "fashion", "--out", str(tmp_path)], capsys)
+    line = error_line("ss_hmvae_kl", ["--dataset", "fashion", "--out", str(tmp_path)], capsys)
     assert "--data-root" in line
-    line = fails("ss_hmvae_kl", ["--dataset", "fashion", "--data-root", str(tmp_path / "none"),
+    line = error_line("ss_hmvae_kl", ["--dataset", "fashion", "--data-root", str(tmp_path / "none"),
                                  "--out", str(tmp_path)], capsys)
     assert str(tmp_path / "none") in line
-    assert fails("ss_hmvae_kl", ["--labels", "7", "--out", str(tmp_path)], capsys).startswith(
+    assert error_line("ss_hmvae_kl", ["--labels", "7", "--out", str(tmp_path)], capsys).startswith(
         "error: labels=7 is fewer than the 10 classes")
 
 
 def test_an_existing_results_folder_and_resume_without_a_checkpoint(capsys, no_loading, tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({}))
-    assert fails("vae", ["--out", str(tmp_path)], capsys) == (
+    assert error_line("vae", ["--out", str(tmp_path)], capsys) == (
         f"error: --out {tmp_path} already holds a run (results.json); pass --resume to continue it, --overwrite "
         f"to start afresh there, or another --out.")
-    assert fails("vae", ["--out", str(tmp_path / "new"), "--resume"], capsys) == (
+    assert error_line("vae", ["--out", str(tmp_path / "new"), "--resume"], capsys) == (
         f"error: --resume: there is no checkpoint in {tmp_path / 'new' / 'checkpoints'} to resume from; run "
         f"without --resume to start, or point --out at the folder of the run to continue.")
 
@@ -116,5 +98,5 @@ def test_threads_follow_the_size_of_the_networks():
 
 def test_an_mps_device_that_is_not_there(capsys, no_loading, monkeypatch, tmp_path):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    assert fails("vae", ["--device", "mps", "--out", str(tmp_path)], capsys) == (
+    assert error_line("vae", ["--device", "mps", "--out", str(tmp_path)], capsys) == (
         "error: --device mps: MPS is not available here; use --device cpu.")

@@ -13,31 +13,12 @@ import pytest
 import torch
 
 from common import data, errors, results, training
+from script_runs import error_line
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 VAE = ["--epochs", "1", "--hidden", "8", "--latent", "2", "--batch-size", "64", "--eval-every", "1",
        "--device", "cpu", "--iw-samples", "2"]
-
-
-def error_line(script, argv, capsys, status=2):
-    """Run a script as its __main__ does; return its one line of stderr (after checking the exit status)."""
-    with pytest.raises(SystemExit) as exit_:
-        training.run(importlib.import_module(script).main, argv)
-    assert exit_.value.code == status
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
-    return lines[0]
-
-
-@pytest.fixture
-def no_loading(monkeypatch):
-    """Mistakes in the options must be reported before the data is read."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("the data was loaded before the options were checked")
-    monkeypatch.setattr(data, "load", refuse)
-    monkeypatch.setattr(data, "labelled_images", refuse)
 
 
 # --- 1, 2, 5: option values --------------------------------------------------------------------------------
