@@ -89,6 +89,12 @@ class Distribution(nn.Module):
         return format_signature(self.name, self.var, self.cond_var)
 
     @property
+    def symbol(self) -> str:
+        """How the distribution is written inside a formula's LaTeX: its signature (a :class:`Density` given
+        ``latex=`` is written so)."""
+        return self.prob_text
+
+    @property
     def required_var(self):
         """Conditioning variables that must be given (all of them, except for products of experts)."""
         return self.cond_var

@@ -25,7 +25,8 @@ class Density(Distribution):
     Args:
         signature: e.g. ``"p(z)"`` or ``"p(x|z)"``.
         log_prob: the log-density function; an ``nn.Module`` is a submodule (its parameters train).
-        latex: how :meth:`latex` names the density (default: the signature).
+        latex: how the density is written, by :meth:`latex` and inside formulas (``LogProb``, ``KL``, ...),
+            e.g. ``r"\tilde p(z)"`` (default: the signature).
     """
 
     has_reparam = False
@@ -50,6 +51,10 @@ class Density(Distribution):
                             f"({', '.join(self.var + self.cond_var)}); it takes {count} arguments.")
 
     def latex(self) -> str:
+        return self.symbol
+
+    @property
+    def symbol(self) -> str:
         return self._latex or self.prob_text
 
     def extra_repr(self) -> str:

@@ -109,8 +109,9 @@ class _Critic(Loss):
 
     def _sym(self):
         where = self.data_text if self.source is None else self.source.prob_text
+        shown = self.data_text if self.source is None else self.source.symbol
         latex, text = self.printed
-        return _printing.Term(rf"\mathbb{{E}}_{{{where}}}\left[{latex}\right]", f"E_{where}[{text}]")
+        return _printing.Term(rf"\mathbb{{E}}_{{{shown}}}\left[{latex}\right]", f"E_{where}[{text}]")
 
     def _free(self):
         out = {}

@@ -231,5 +231,5 @@ class LogMeanExp(E):
 
     def _sym(self):
         q = self.q.prob_text
-        return _printing.Wrapped(rf"\log \mathbb{{E}}_{{{q}}}\left[e^{{", r"}\right]", f"log E_{q}[exp(", ")]",
+        return _printing.Wrapped(rf"\log \mathbb{{E}}_{{{self.q.symbol}}}\left[e^{{", r"}\right]", f"log E_{q}[exp(", ")]",
                                  self.f._sym())

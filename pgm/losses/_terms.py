@@ -85,7 +85,7 @@ class LogProb(Loss):
         return self.p.log_prob(scope)
 
     def _sym(self):
-        return _printing.Term(rf"\log {self.p.prob_text}", f"log {self.p.prob_text}")
+        return _printing.Term(rf"\log {self.p.symbol}", f"log {self.p.prob_text}")
 
     def _free(self):
         return {**{v: self.p.prob_text for v in self.p.var}, **_needs(self.p)}
@@ -216,7 +216,7 @@ class E(Loss):
         return (weights * self.f._eval(inner)).sum(0)
 
     def _sym(self):
-        return _printing.Wrapped(rf"\mathbb{{E}}_{{{self.q.prob_text}}}\left[", r"\right]",
+        return _printing.Wrapped(rf"\mathbb{{E}}_{{{self.q.symbol}}}\left[", r"\right]",
                                  f"E_{self.q.prob_text}[", "]", self.f._sym())
 
     def _free(self):
@@ -294,7 +294,7 @@ class KL(Loss):
 
     def _sym(self):
         q, p = self.q.prob_text, self.p.prob_text
-        return _printing.Term(rf"D_{{KL}}\left[{q}\|{p}\right]", f"KL[{q}||{p}]")
+        return _printing.Term(rf"D_{{KL}}\left[{self.q.symbol}\|{self.p.symbol}\right]", f"KL[{q}||{p}]")
 
     def __repr__(self) -> str:
         if self.analytic:
@@ -337,7 +337,7 @@ class Entropy(Loss):
         return self.q.entropy(scope)
 
     def _sym(self):
-        return _printing.Term(rf"\mathcal{{H}}\left[{self.q.prob_text}\right]", f"H[{self.q.prob_text}]")
+        return _printing.Term(rf"\mathcal{{H}}\left[{self.q.symbol}\right]", f"H[{self.q.prob_text}]")
 
     def _free(self):
         return _needs(self.q)
@@ -375,7 +375,7 @@ class CrossEntropy(Loss):
 
     def _sym(self):
         q, p = self.q.prob_text, self.p.prob_text
-        return _printing.Term(rf"\mathcal{{H}}\left[{q}, {p}\right]", f"H[{q}, {p}]")
+        return _printing.Term(rf"\mathcal{{H}}\left[{self.q.symbol}, {self.p.symbol}\right]", f"H[{q}, {p}]")
 
     def _free(self):
         return self._value._free()
@@ -441,7 +441,8 @@ class IWAE(Loss):
 
     def _sym(self):
         p, q = self.p.prob_text, self.q.prob_text
-        return _printing.Term(rf"\log \mathbb{{E}}_{{{q}}}\left[\frac{{{p}}}{{{q}}}\right]", f"log E_{q}[{p}/{q}]")
+        ps, qs = self.p.symbol, self.q.symbol
+        return _printing.Term(rf"\log \mathbb{{E}}_{{{qs}}}\left[\frac{{{ps}}}{{{qs}}}\right]", f"log E_{q}[{p}/{q}]")
 
     def _free(self):
         out = _needs(self.q)

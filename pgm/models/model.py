@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 
 import torch
 from torch import nn
@@ -116,6 +117,7 @@ class Model:
         declared = [d for o in objectives for d in o.distributions]
         self.users = [d for d in _unique([d for loss in losses for d in loss.distributions] + declared)
                       if isinstance(d, Distribution)]
+        self._warn_of_untrained(losses)
         self._seen_inputs = set()
         self._steps, self._steps_device, self._tester = None, None, None
         self._compile_failed_once, self._test_checked = False, False
@@ -161,6 +163,20 @@ class Model:
             objective = self.objectives[0]
             return _unique(objective.distributions) + objective._extra
         return everything
+
+    def _warn_of_untrained(self, losses):
+        """A distribution the loss uses whose trainable parameters no objective trains (a learned prior left out of
+        ``distributions``) would silently stay as initialized: say so."""
+        trained = {id(p) for o in self.objectives for p in o.parameters}
+        left = [d.prob_text for loss in losses for d in loss.distributions
+                if any(p.requires_grad and id(p) not in trained for p in d.parameters())]
+        if left:
+            left = list(dict.fromkeys(left))
+            warnings.warn(f"Model: the loss uses {', '.join(left)}, whose parameters are not trained: "
+                          f"{'it is' if len(left) == 1 else 'they are'} not in distributions. List "
+                          f"{'it' if len(left) == 1 else 'them'} there to train {'it' if len(left) == 1 else 'them'} "
+                          f"(a learned prior, say), or freeze {'its' if len(left) == 1 else 'their'} parameters "
+                          f"(requires_grad_(False)) to keep them fixed.", stacklevel=3)
 
     def __repr__(self):
         if len(self.objectives) == 1:

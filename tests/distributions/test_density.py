@@ -81,3 +81,12 @@ def test_density_errors():
         Density("p(z)", lambda z: z).log_prob({"z": torch.zeros(4, 2)})
     with pytest.raises(KeyError, match=r"p\(z\) needs input `z`; got \['x'\]"):
         p.log_prob({"x": torch.zeros(4, 2)})
+
+
+def test_the_latex_given_names_the_density_inside_formulas_too():
+    ring = Density("p(z)", lambda z: -(z.norm(dim=-1) - 2).pow(2) / 0.08, latex=r"\tilde p(z)")
+    q = Normal("q(z|x)", net=lambda x: {"loc": x, "scale": torch.ones_like(x)})
+    assert ring.latex() == r"\tilde p(z)"
+    assert LogProb(ring).latex() == r"\log \tilde p(z)"
+    assert KL(q, ring, analytic=False).latex() == r"D_{KL}\left[q(z|x)\|\tilde p(z)\right]"
+    assert str(KL(q, ring, analytic=False)) == "KL[q(z|x)||p(z)]"

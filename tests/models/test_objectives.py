@@ -1,5 +1,7 @@
 """Several objectives (``Model([Objective(...), ...])``), each with its own parameters and optimizer, stepped in
 turn; checked against the same alternation written in plain PyTorch."""
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -167,6 +169,33 @@ def test_a_model_of_one_objective_cannot_load_one_of_several(tmp_path):
     one = Model((KL(q, Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])) - E(q, LogProb(p))).mean(), [p])
     with pytest.raises(ValueError, match="the state is of a model with several objectives, this one has one"):
         one.load(tmp_path / "two.pt")
+
+
+def test_a_learned_prior_left_out_of_distributions_is_warned_of():
+    class Encoder(nn.Linear):
+        def forward(self, x):
+            loc, scale = super().forward(x).chunk(2, -1)
+            return {"loc": loc, "scale": nn.functional.softplus(scale) + 1e-3}
+
+    class LearnedPrior(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.loc = nn.Parameter(torch.zeros(2))
+
+        def forward(self):
+            return {"loc": self.loc, "scale": torch.ones(2)}
+
+    q, p = Normal("q(z|x)", net=Encoder(6, 4)), Bernoulli("p(x|z)", net=Decoder())
+    prior = Normal("p(z)", net=LearnedPrior())
+    loss = (KL(q, prior, analytic=False) - E(q, LogProb(p))).mean()
+    with pytest.warns(UserWarning, match=r"^Model: the loss uses p\(z\), whose parameters are not trained: it is not "
+                                         r"in distributions\. List it there to train it"):
+        Model(loss, [q, p])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Model(loss, [q, p, prior])
+        prior.requires_grad_(False)
+        Model(loss, [q, p])  # frozen on purpose: nothing to say
 
 
 def test_misuse_is_explained():
