@@ -273,11 +273,8 @@ class Family(Distribution):
         """A value scored must end with the event's shape (after its sample and batch dims)."""
         event = (dist.batch_shape + dist.event_shape)[len(lead_shape):]
         k = len(event)
-        if value.shape[value.dim() - k:] == event and value.dim() >= k + bool(lead_shape):
-            return
-        fits = value.dim() >= k + bool(lead_shape) and all(
-            a == b or a == 1 for a, b in zip(value.shape[value.dim() - k:], event))
-        if fits:
+        if value.dim() >= k + bool(lead_shape) and all(a == b or a == 1 for a, b in
+                                                       zip(value.shape[value.dim() - k:], event)):
             return
         per = " per example, a value of shape (batch, " + ", ".join(map(str, event)) + ")" if lead_shape else ""
         raise ValueError(f"{self.prob_text} scores `{self.var[0]}` with event shape {tuple(event)}{per}; got a "
