@@ -33,8 +33,10 @@ class MovingAverageBaseline(nn.Module):
             with torch.no_grad():
                 mean = signal.mean().to(self.value.dtype)
                 decay = torch.where(self.steps > 0, self.decay, 0.0)
-                self.value.mul_(decay).add_((1 - decay) * mean)
-                self.steps.add_(1)
+                # a non-finite step (refused by the model) leaves it as it was: an inf would stay in it for good
+                finite = torch.isfinite(mean)
+                self.value.copy_(torch.where(finite, decay * self.value + (1 - decay) * mean, self.value))
+                self.steps.add_(finite.long())
         return b
 
     def extra_repr(self):

@@ -161,6 +161,10 @@ class CompiledTest:
 class _CompiledStep(EagerStep):
     """What both compiled steps share: numeric Parameters in tensors, a loaded model's first step."""
 
+    def __init__(self, model, objective):
+        super().__init__(model, objective)
+        self._compiled_layouts = set()  # (compiled function, argument layout) of the calls that compiled
+
     def train(self, inputs, params, sync=True):
         self.given = params  # as the user gave them: the boxes are refilled at the next step
         params = self.model.boxes(params)
@@ -186,13 +190,45 @@ class _CompiledStep(EagerStep):
         self.checked = True
 
     def _run(self, compiled, eager, *args):
-        """``compiled(*args)``; if it fails, ``eager(*args)``: its error is the user's, else compiling failed."""
+        """``compiled(*args)``; if it fails, ``eager(*args)``: its error is the user's, else compiling failed.
+
+        A compiled call fails mostly while it compiles, and by then part of it may have run (the forward pass
+        before a failing backward: its draws, BatchNorm's statistics, the non-finite record). On a call that
+        compiles (arguments of a layout not seen yet) the random state and those buffers are kept first and put
+        back before the eager retry, so that the step runs once, as the eager step would have."""
+        key = (id(compiled),) + tuple(_layout(a) if isinstance(a, dict) else _layout({"": a}) for a in args)
+        kept = None
+        if key not in self._compiled_layouts:
+            kept = self._keep()
         try:
-            return compiled(*args)
+            result = compiled(*args)
         except Exception as error:
+            if kept is not None:
+                self._put_back(kept)
             result = eager(*args)
             self.model._compile_failed(self, self.kind, error, stacklevel=9)  # the user's model.train(...) line
             return result
+        self._compiled_layouts.add(key)
+        return result
+
+    def _keep(self):
+        model, device = self.model, self.model.device
+        tensors = list(model.distributions.buffers())
+        if self._watch is not None:
+            watch = self._watch
+            tensors += [watch.count, watch.bad_at, watch.bad_value, watch.skip]
+        with torch.no_grad():
+            return (torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    [(t, t.clone()) for t in tensors])
+
+    def _put_back(self, kept):
+        rng, cuda_rng, tensors = kept
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state(cuda_rng, self.model.device)
+        with torch.no_grad():
+            for tensor, value in tensors:
+                tensor.copy_(value)
 
 
 class InductorStep(_CompiledStep):

@@ -10,8 +10,8 @@ import torch.distributions as td
 from torch import nn
 
 from pgm.distributions import Bernoulli, Categorical, Deterministic, Normal
-from pgm.losses import E, IWAE, KL, LogProb, MovingAverageBaseline, Term
-from pgm.models import Model
+from pgm.losses import E, IWAE, KL, LogProb, MovingAverageBaseline, Parameter, Term
+from pgm.models import Model, NonFiniteLossError
 
 from loss_nets import Gaussian, Logits
 
@@ -322,3 +322,15 @@ def test_a_batch_level_f_gets_the_score_of_every_draw_of_the_batch():
     for _ in range(n):
         total = total + gradients(loss.eval({"x": x}).mean(), q)
     torch.testing.assert_close(total / n, want, atol=0.1 * want.abs().max().item(), rtol=0)
+
+
+def test_a_refused_non_finite_step_leaves_the_moving_average_as_it_was(model):
+    q, p, x = model
+    expectation = E(q, Parameter("w") * LogProb(p), baseline="moving_average")
+    model_ = Model(-expectation.mean(), [q, p])
+    model_.train({"x": x}, w=1.0)
+    before = (expectation.baseline.value.clone(), expectation.baseline.steps.clone())
+    with pytest.raises(NonFiniteLossError):
+        model_.train({"x": x}, w=float("inf"))
+    assert torch.equal(expectation.baseline.value, before[0]) and torch.equal(expectation.baseline.steps, before[1])
+    assert math.isfinite(model_.train({"x": x}, w=1.0))  # it trains on

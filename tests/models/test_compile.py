@@ -519,3 +519,63 @@ def test_named_data_sets_compile_once_and_capture(backend):
     model, stand_in = with_stand_in_graphs(build())
     torch.testing.assert_close(torch.tensor(train(model)), torch.tensor(eager), rtol=1e-6, atol=1e-6)
     assert stand_in.captures == 1  # one graph for the whole step
+
+
+def test_a_step_whose_backward_fails_to_compile_runs_once_eagerly(backend):
+    """WGAN-GP's penalty is a double backward, which aot_autograd refuses once the compiled forward has run: the
+    eager retry must start from the same random state and BatchNorm statistics, so the run is the eager one."""
+    from pgm.distributions import Deterministic
+    from pgm.losses import Wasserstein
+    from pgm.models import Objective
+
+    class Generator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(2, 2)
+
+        def forward(self, z):
+            return {"loc": self.net(z)}
+
+    def run(compile):
+        torch.manual_seed(0)
+        p = (Deterministic("p(x|z)", net=Generator())
+             * Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])).marginalize_var("z")
+        critic = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
+        wgan = Wasserstein(p, discriminator=critic, gradient_penalty=10.0)
+        model = Model([Objective(wgan.discriminator_loss, [critic], name="critic"),
+                       Objective(wgan, [p], name="generator")], compile=compile)
+        torch.manual_seed(1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the compiled run's fallback warning
+            losses = [model.train({"x": torch.full((4, 2), float(i))}) for i in range(3)]
+        return losses, critic[1].num_batches_tracked.item(), torch.rand(1).item()
+
+    eager, compiled = run(False), run("inductor")
+    assert compiled[1:] == eager[1:]  # BatchNorm counted each batch once; the same random numbers come next
+    for a, b in zip(eager[0], compiled[0]):
+        assert a == pytest.approx(b, rel=1e-4)
+
+
+def test_an_update_that_fails_to_compile_is_recorded_once(monkeypatch):
+    """The deferred update's non-finite record runs before the optimizer's graph; when that graph fails to compile
+    the eager retry must not record the step again (the device and host step counts stay equal)."""
+    from torch._dynamo.backends.registry import lookup_backend
+    aot = lookup_backend("aot_eager")
+
+    def refuses_the_optimizer(graph, example_inputs):
+        if any("addcdiv" in str(node.target) or "_foreach" in str(node.target) for node in graph.graph.nodes):
+            raise RuntimeError("cannot compile the optimizer's graph")
+        return aot(graph, example_inputs)
+
+    monkeypatch.setattr(_compile, "BACKEND", refuses_the_optimizer)
+    model = vae("inductor")
+    model.train(batch(16, 0), beta=1.0)
+    with pytest.warns(UserWarning, match="could not compile the training step"):
+        model.train(batch(16, 1), sync=False, beta=1.0)
+    watch = model._steps[0]._watch
+    assert watch.count.item() == watch.host_count == 1
+    bad = batch(16, 2)
+    bad["x"][0, 0] = float("nan")
+    model.train(bad, sync=False, beta=1.0)
+    with pytest.raises(NonFiniteLossError, match="non-finite inputs"):
+        model.synchronize()
