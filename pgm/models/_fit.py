@@ -590,7 +590,9 @@ class _Loop:
 
 def _validate(model, valid, epoch, values, world):
     """The batch-size weighted mean test loss (a dict of them with several objectives and no test_loss)."""
-    totals, count = {}, 0
+    # every key from the start: a process whose share of valid_data is empty still takes part in each reduction
+    names = [None] if model.test_loss is not None else [o.name for o in model.objectives]
+    totals, count = dict.fromkeys(names, 0.0), 0
     for batch in valid.epoch(epoch):
         valid.check(batch)
         size = _batch_size(batch)

@@ -153,6 +153,35 @@ def test_several_objectives_train_data_parallel(tmp_path):
         torch.testing.assert_close(a, c.detach(), rtol=1e-5, atol=1e-6)
 
 
+def empty_valid_worker(rank, port, folder):
+    """Rank 1's share of valid_data is empty: it must still take part in each reduction (not hang rank 0)."""
+    import datetime
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
+                            timeout=datetime.timedelta(seconds=60))
+    try:
+        model = build(seed=rank)
+        data = batches(shard(rank))
+        history = model.fit(data[:1], 1, valid_data=data[:2] if rank == 0 else [], progress=False)
+        torch.save({"history": history, "parameters": [t.detach().clone() for t in model.distributions.parameters()]},
+                   f"{folder}/rank{rank}.pt")
+    finally:
+        shut_down()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+def test_a_process_with_no_validation_batches_takes_part(tmp_path):
+    mp.spawn(empty_valid_worker, args=(free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    assert ranks[0]["history"] == ranks[1]["history"]
+    model = build(seed=0)
+    with torch.no_grad():
+        for mine, trained in zip(model.distributions.parameters(), ranks[0]["parameters"]):
+            mine.copy_(trained)
+    expected = [model.test(batch) for batch in batches(shard(0))[:2]]  # rank 0's batches: 8 rows each
+    assert ranks[0]["history"][0]["valid_loss"] == pytest.approx(sum(expected) / 2, rel=1e-5)
+
+
 def test_one_process_is_not_distributed():
     assert not _distributed.resolve(None)
     assert _distributed.world_size() == 1 and _distributed.rank() == 0
