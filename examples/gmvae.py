@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common import data, results, training
+from common import data, evaluation, results, training
 from common.networks import Gaussian, Join, Logits, mlp
 from pgm.distributions import Bernoulli, Categorical, Normal
 from pgm.losses import E, KL, LogProb
@@ -66,8 +66,7 @@ def clustering_accuracy(clusters, labels, k):
 def evaluate(model, q_y, x, labels, k, seed=0):
     """Test ELBO (exact over y, one draw of z) and clustering accuracy (%) of argmax q(y|x), in evaluation mode
     (left so: Model.train switches back), with a seeded random stream of its own."""
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with evaluation.seeded(seed, x.device):
         elbo = -model.test({"x": x})
     clusters = q_y.get_params({"x": x})["logits"].argmax(-1).cpu().numpy()
     return {"ELBO": elbo, "clustering accuracy (%)": clustering_accuracy(clusters, labels, k),

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from common import data, results, training
+from common import data, evaluation, results, training
 from pgm.distributions import Categorical
 from pgm.losses import E, KL, LogProb, Sum
 from pgm.models import Model
@@ -125,8 +125,7 @@ def learned_log_likelihood(p_y, p_x, x):
 def evaluate(model, p_y, p_x, x, seed=0):
     """Means over x of the exact log p(x) and of the ELBO (one trajectory of q per sequence, drawn with a seeded
     random stream of its own, training's left as it was)."""
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with evaluation.seeded(seed, x.device):
         return {"log p(x)": learned_log_likelihood(p_y, p_x, x), "ELBO": -model.test({"x": x})}
 
 

@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from common import data, multimodal, results, training
+from common import data, evaluation, multimodal, results, training
 from common.networks import Gaussian, Logits, mlp
 from pgm.distributions import Bernoulli, Normal
 from pgm.losses import E, KL, LogProb, Parameter, Term
@@ -45,8 +45,7 @@ def evaluate(q, p, prior, divergence, x, seed=0):
     """Test reconstruction E_q(z|x)[log p(x|z)], MMD[q(z)||p(z)] and ELBO on x (all rows at once), in evaluation
     mode (left so: Model.train switches back), with a seeded random stream of its own (training's left as it was)."""
     q.eval(), p.eval()
-    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with evaluation.seeded(seed, x.device):
         return {"log p(x|z)": E(q, LogProb(p)).eval({"x": x}).mean().item(), "MMD": divergence.eval({"x": x}).item(),
                 "ELBO": (E(q, LogProb(p)) - KL(q, prior)).eval({"x": x}).mean().item()}
 

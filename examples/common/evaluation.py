@@ -12,6 +12,8 @@ A classifier here is a function ``classify(x (N, Dx), w (N, Dw)) -> class probab
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from . import results
@@ -71,6 +73,16 @@ def impute(q_a, decoder, inputs, steps):
     return inputs
 
 
+@contextlib.contextmanager
+def seeded(seed, device):
+    """A random stream of its own, seeded with ``seed``, for an evaluation during training: the training's
+    stream (on the CPU and on ``device``) is as it was afterwards."""
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def accuracies(settings, test, model, seed=0, batch_size=1000):
     """Test accuracy in percent of each classifier in ``settings`` {name: classify(x, w) -> (N, K)}.
 
@@ -79,10 +91,8 @@ def accuracies(settings, test, model, seed=0, batch_size=1000):
     """
     x, w, y = test
     model.distributions.eval()
-    devices = [x.device] if x.device.type == "cuda" else []
     out = {}
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with torch.no_grad(), seeded(seed, x.device):
         for name, classify in settings.items():
             correct = 0
             for start in range(0, len(x), batch_size):
