@@ -1,4 +1,6 @@
 """Data-parallel training: two CPU processes (gloo) stay identical and match one process on the whole batch."""
+import contextlib
+import datetime
 import os
 import socket
 import subprocess
@@ -68,9 +70,7 @@ def train(model, data, folder):
 
 
 def worker(rank, port, folder, compile=False, several=False):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
-    try:
+    with process_group(rank, port):
         if several:
             model = two_objectives(seed=rank)
             result = {"losses": [model.train(b) for b in batches(shard(rank))],
@@ -85,17 +85,36 @@ def worker(rank, port, folder, compile=False, several=False):
             model = build(seed=rank)  # different starting points: DDP starts every process from the first one's
             result = train(model, batches(shard(rank)), f"{folder}/checkpoints")
         torch.save(result, f"{folder}/rank{rank}.pt")
-    finally:
-        shut_down()
 
 
-def shut_down():
-    """Leave the process group together: a process that tears down its gloo connections while the other still
-    uses them can abort in gloo's C++ threads ("terminate called without an active exception"). Not after an
-    error, where the other process may never come."""
-    if sys.exc_info()[0] is None:
-        dist.barrier()
+@contextlib.contextmanager
+def process_group(rank=None, port=None, **kwargs):
+    """A worker's life in the process group, from joining it (torchrun's environment variables when no port is
+    given) to leaving the process for good.
+
+    After its work, a process leaves together with the others (a process that tears down its gloo connections
+    while another still uses them can abort in gloo's threads), then exits at once with status 0: the results
+    are saved by then, and skipping the interpreter's finalization skips what once aborted a worker on CI after
+    its work ("terminate called without an active exception", SIGABRT, no Python traceback): most likely a gloo
+    thread dropping its last reference to a finished collective's tensors while the interpreter finalizes, when
+    taking the GIL ends the thread. After an error the process leaves alone, since the other may never come, and
+    the error goes on to the launcher."""
+    torch.set_num_threads(1)
+    if port is None:
+        dist.init_process_group("gloo", **kwargs)
+    else:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
+                                **kwargs)
+    try:
+        yield
+    except BaseException:
+        dist.destroy_process_group()
+        raise
+    dist.barrier()
     dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def free_port():
@@ -155,18 +174,12 @@ def test_several_objectives_train_data_parallel(tmp_path):
 
 def empty_valid_worker(rank, port, folder):
     """Rank 1's share of valid_data is empty: it must still take part in each reduction (not hang rank 0)."""
-    import datetime
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
-                            timeout=datetime.timedelta(seconds=60))
-    try:
+    with process_group(rank, port, timeout=datetime.timedelta(seconds=60)):
         model = build(seed=rank)
         data = batches(shard(rank))
         history = model.fit(data[:1], 1, valid_data=data[:2] if rank == 0 else [], progress=False)
         torch.save({"history": history, "parameters": [t.detach().clone() for t in model.distributions.parameters()]},
                    f"{folder}/rank{rank}.pt")
-    finally:
-        shut_down()
 
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
@@ -206,14 +219,10 @@ def test_torchrun_launches_data_parallel_training(tmp_path):
 
 
 def torchrun_worker(folder):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo")  # rank, world size and address from torchrun's environment variables
-    try:
+    with process_group():  # rank, world size and address from torchrun's environment variables
         rank = dist.get_rank()
         result = train(build(seed=rank), batches(shard(rank)), f"{folder}/checkpoints")
         torch.save(result, f"{folder}/rank{rank}.pt")
-    finally:
-        shut_down()
 
 
 if __name__ == "__main__":
