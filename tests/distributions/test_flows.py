@@ -1,6 +1,5 @@
 """Flow: names and LaTeX, densities that integrate to 1, the cached log-density of its own draws against the
 inverse path, conditional layers, density estimation, KL against a flow, a compiled step, and bad input."""
-import time
 
 import pytest
 import torch
@@ -297,11 +296,9 @@ def test_an_inductor_step_trains_a_flow_as_eager_does():
     from torch._dynamo.utils import counters
     eager = _train(*_vae(False))
     counters.clear()
-    start = time.perf_counter()
     with torch._inductor.config.patch(fallback_random=True):
         compiled = _train(*_vae("inductor"))
     assert counters["stats"]["unique_graphs"] > 0  # compiled, not fallen back to eager (that would warn)
-    assert time.perf_counter() - start < 120
     torch.testing.assert_close(torch.tensor(compiled[0]), torch.tensor(eager[0]), rtol=1e-6, atol=1e-6)
     for a, b in zip(compiled[1], eager[1]):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
