@@ -455,13 +455,17 @@ class IWAE(Loss):
         return [self.p, self.q]
 
 
-def ELBO(p, q, sample_shape=1):
+def ELBO(p, q, sample_shape=1, enumerate=False, estimator=None, baseline=None):
     r"""The evidence lower bound of ``p`` (a joint over the data and the latents) with inference model ``q``,
     per example (maximize it; train on ``-ELBO(p, q).mean()``).
 
     Where ``p`` has a factor :math:`p(z)` for exactly ``q``'s latent with a closed-form KL against ``q``,
     the bound is written :math:`\mathbb{E}_{q(z|x)}[\log p(x|z)] - D_{KL}[q(z|x)\|p(z)]` (the KL exact);
     otherwise :math:`\mathbb{E}_{q(z|x)}[\log p(x,z) - \log q(z|x)]`.
+
+    The expectation is an :class:`E` over ``q``, and ``sample_shape``, ``enumerate``, ``estimator`` and
+    ``baseline`` are its: ``ELBO(p, q, enumerate=True)`` is the exact bound for a small discrete latent,
+    ``ELBO(p, q, baseline="moving_average")`` the score-function one with a control variate.
 
     >>> from pgm.distributions import Bernoulli, Normal
     >>> p = Bernoulli("p(x|z)", net=lambda z: {"logits": z}) * Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
@@ -480,5 +484,5 @@ def ELBO(p, q, sample_shape=1):
     if prior is not None and len(factors) > 1 and _kl.has_closed_form(q, prior):
         rest = [f for f in factors if f is not prior]
         likelihood = rest[0] if len(rest) == 1 else JointDistribution(rest)
-        return E(q, LogProb(likelihood), sample_shape) - KL(q, prior)
-    return E(q, LogProb(p) - LogProb(q), sample_shape)
+        return E(q, LogProb(likelihood), sample_shape, enumerate, estimator, baseline) - KL(q, prior)
+    return E(q, LogProb(p) - LogProb(q), sample_shape, enumerate, estimator, baseline)

@@ -334,3 +334,33 @@ def test_a_refused_non_finite_step_leaves_the_moving_average_as_it_was(model):
         model_.train({"x": x}, w=float("inf"))
     assert torch.equal(expectation.baseline.value, before[0]) and torch.equal(expectation.baseline.steps, before[1])
     assert math.isfinite(model_.train({"x": x}, w=1.0))  # it trains on
+
+
+def test_elbo_takes_the_estimator_of_its_expectation(model):
+    """ELBO(p, q, enumerate=True) is the exact bound, value and gradient, against plain torch summing over the
+    2^D codes; a baseline and an estimator reach the expectation; a wrong one is refused as E refuses it."""
+    from pgm.losses import ELBO
+    q, p, x = model
+    prior = Bernoulli("p(z)", probs=torch.full((D,), 0.3))
+    elbo = ELBO(p * prior, q, enumerate=True)
+    assert elbo.latex() == r"\mathbb{E}_{q(z|x)}\left[\log p(x|z)\right] - D_{KL}\left[q(z|x)\|p(z)\right]"
+    value = elbo.eval({"x": x}).mean()
+    q_z = td.Bernoulli(logits=q.net(x)["logits"])
+    exact = exact_objective(q, p, x) - td.kl_divergence(q_z, td.Bernoulli(probs=torch.full((B, D), 0.3))).sum(-1).mean()
+    torch.testing.assert_close(value, exact)
+    want = gradients(exact, q, p)
+    torch.testing.assert_close(gradients(value, q, p), want)
+    sampled = ELBO(p * prior, q, sample_shape=200_000, baseline="moving_average")
+    expectation = sampled.children[0]
+    assert expectation.estimator == "score_function" and expectation.baseline is not None
+    for _ in range(3):  # the moving average learns f's mean first
+        sampled.eval({"x": x})
+    got = gradients(sampled.eval({"x": x}).mean(), q, p)
+    torch.testing.assert_close(got, want, atol=0.03 * want.abs().max().item(), rtol=0)
+    with pytest.raises(ValueError, match=r"^E over q\(z\|x\): a baseline reduces the variance of the score-function "
+                                         r"estimator only; this expectation uses estimator='enumerate'"):
+        ELBO(p * prior, q, enumerate=True, baseline="moving_average")
+    normal = Normal("q(z|x)", net=Gaussian(DX, D))
+    with pytest.raises(ValueError, match=r"^E over q\(z\|x\): enumerate=True sums over every value of a discrete "
+                                         r"variable; Normal has no finite support"):
+        ELBO(p * Normal("p(z)", loc=0.0, scale=1.0, features_shape=[D]), normal, enumerate=True)
