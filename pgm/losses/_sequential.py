@@ -17,6 +17,7 @@ from .._scope import Context
 from ..distributions import Distribution, JointDistribution
 from . import _printing
 from ._base import Loss
+from ._terms import LogProb
 
 
 def _identifier(where, name):
@@ -134,13 +135,36 @@ class Sum(Loss):
         mask: the name of a ``(batch, T)`` input, true (or 1) at the steps that count.
         length: the name of a ``(batch,)`` input of integer sequence lengths (instead of ``mask``).
         steps: the number of steps, where there is no series to read it from.
+        marginalize: the name of a discrete variable of the step (a Categorical's, a Bernoulli's) to sum out of
+            the whole sequence exactly, by the forward algorithm; see below.
+
+    **Summing a discrete state out.** With ``marginalize="y"``, the step is a log-density
+    :math:`\log p(x_t, y_t|y_{t-1})` given ``y`` (e.g. ``LogProb(p_x * p_y)`` with ``p_y`` the transition
+    ``p(y|y_prev)``), and the loss is :math:`\log \sum_{y_{1:T}} \prod_{t=1}^{T} p(x_t,y_t|y_{t-1})`: the exact
+    :math:`\log p(x_{1:T})` of a hidden Markov model, its value and gradient, with no draw. It is computed by the
+    forward recursion :math:`\alpha_t(j) = \log \sum_k \exp(\alpha_{t-1}(k) + f_t(k, j))` over the K values
+    of ``y``, the step evaluated once per step on all :math:`K \times K` pairs :math:`(y_{t-1}, y_t)`: cost
+    :math:`T K^2` evaluations of the step instead of :math:`K^T` paths. ``y`` may be carried (once, as
+    ``carry={"y_prev": "y"}`` with its initial value) or not (then each step sums over ``y_t`` on its own); the
+    other carried variables may only be series (``{"x_prev": "x"}``). Padded steps (``mask``, ``length``) leave
+    the sum as it was, wherever they are. For any other step loss the value is
+    :math:`\log \sum_{y_{1:T}} \exp \sum_t \mathcal{L}_t`, which prints so.
+
+    >>> from pgm.distributions import Categorical
+    >>> p_y = Categorical("p(y|y_prev)", net=lambda y_prev: {"logits": y_prev @ torch.eye(3)})
+    >>> p_x = Categorical("p(x|y)", net=lambda y: {"logits": y @ torch.ones(3, 5)})
+    >>> log_px = Sum(LogProb(p_x * p_y), series=["x"], carry={"y_prev": "y"}, initial={"y_prev": torch.zeros(3)},
+    ...              marginalize="y")
+    >>> print(log_px.latex())
+    \log \sum_{y_{1:T}} \prod_{t=1}^{T} p(x_t,y_t|y_{t-1})
 
     Attributes:
         initial: an ``nn.Module`` holding the initial values given as tensors, by carried name
             (``loss.initial.z_prev``); move it with the distributions (``loss.initial.to(device)``).
     """
 
-    def __init__(self, step, over="t", *, series=(), carry=None, initial=None, mask=None, length=None, steps=None):
+    def __init__(self, step, over="t", *, series=(), carry=None, initial=None, mask=None, length=None, steps=None,
+                 marginalize=None):
         if not isinstance(step, Loss):
             raise TypeError(f"Sum takes the loss of one step, e.g. Sum(KL(q, prior) - E(q, LogProb(p)), ...); "
                             f"got {type(step).__name__}.")
@@ -164,7 +188,10 @@ class Sum(Loss):
             raise ValueError(f"{where}: the number of steps comes from the series inputs; name them "
                              f"(series=['x'] for an input x of shape (batch, T, ...)) or give steps=T.")
         self.steps = steps
+        self.marginalize = None if marginalize is None else _identifier(f"{where}: marginalize", marginalize)
         self._check_carry(where)
+        if self.marginalize is not None:
+            self._check_marginalize(where)
         # the distributions whose draws a step may carry (a step's cache is keyed by their ids)
         self._drawers = _flat(self.step._distributions()) + self._carry_distributions
         self._initial_names, self.initial = {}, nn.Module()
@@ -209,6 +236,38 @@ class Sum(Loss):
             raise ValueError(f"{where}: the carried {unused} are not used by any distribution of the step; name "
                              f"them as a condition, e.g. q(z|x,{unused[0]}), or leave them out of carry.")
 
+    def _check_marginalize(self, where):
+        var = self.marginalize
+        makers = [d for d in _flat(self.step._distributions()) if d.var == [var]]
+        if not makers:
+            raise ValueError(f"{where}: marginalize={var!r}: no distribution of the step generates `{var}` alone "
+                             f"(it generates {self._step_drawn() or 'nothing'}); name the discrete variable to sum out, "
+                             f"e.g. marginalize='y' with p(y|y_prev) in the step.")
+        enumerable = [d for d in makers if d.has_enumerate_support]
+        if not enumerable:
+            raise ValueError(f"{where}: marginalize={var!r}: {type(makers[0]).__name__} {makers[0].prob_text} has no "
+                             f"finite support to sum over; only a discrete variable (Categorical, Bernoulli) can be "
+                             f"summed out exactly.")
+        self._enumerator = enumerable[0]
+        if var in self.series:
+            raise ValueError(f"{where}: marginalize={var!r}: `{var}` is a series, read from the inputs; only a latent "
+                             f"variable of the step is summed out.")
+        if var not in self.step._free():
+            raise ValueError(f"{where}: marginalize={var!r}: the step draws `{var}` itself (an expectation over it), "
+                             f"while the sum runs over every value of it; write the step as a log-density given "
+                             f"`{var}`, e.g. LogProb(p_x * p_y).")
+        from_var = [name for name, source in self.carry.items() if source == var]
+        if len(from_var) > 1:
+            raise ValueError(f"{where}: marginalize={var!r}: {from_var} all carry `{var}`; the forward algorithm "
+                             f"sums over a first-order chain, so carry it once (e.g. carry={{'{from_var[0]}': "
+                             f"'{var}'}}).")
+        other = [name for name, source in self.carry.items() if source != var and source not in self.series]
+        if other:
+            raise ValueError(f"{where}: marginalize={var!r}: the carried {other} come from draws or distributions, "
+                             f"which a sum over every path of `{var}` cannot follow; carry only `{var}` and series "
+                             f"(e.g. {{'x_prev': 'x'}}).")
+        self._marginal_carry = from_var[0] if from_var else None
+
     def _check_initial(self, where, initial):
         if not isinstance(initial, dict):
             raise TypeError(f"{where}: initial must be a dict {{carried name: value}}, e.g. "
@@ -239,6 +298,8 @@ class Sum(Loss):
         drawn = set(self._step_drawn())
         out = {}
         for k, v in self.step._free().items():
+            if k == self.marginalize:
+                continue
             if k in self.carry and not self._has_initial(k):
                 out[k] = (f"Sum over {self.over}, as the initial value of the carried `{k}` (`{self._source(k)}` "
                           f"at step 0); pass it, or set initial={{'{k}': ...}}")
@@ -272,7 +333,17 @@ class Sum(Loss):
     def _sym(self):
         t = self.over
         end = t.upper() if len(t) == 1 and t.upper() != t else f"T_{{{t}}}"
-        return _printing.Wrapped(rf"\sum_{{{t}=1}}^{{{end}}} \left[", r"\right]", f"sum_{{{t}=1}}^{{{end}}} [", "]",
+        if self.marginalize is None:
+            return _printing.Wrapped(rf"\sum_{{{t}=1}}^{{{end}}} \left[", r"\right]", f"sum_{{{t}=1}}^{{{end}}} [",
+                                     "]", _rename(self.step._sym(), self._names()))
+        paths = _subscript(self.marginalize, f"1:{end}")
+        if isinstance(self.step, LogProb):  # log sum_y prod_t p(x_t, y_t|y_{t-1})
+            p = self.step.p
+            inner = _rename(_printing.Term(p.symbol, p.prob_text), self._names())
+            return _printing.Wrapped(rf"\log \sum_{{{paths}}} \prod_{{{t}=1}}^{{{end}}} ", "",
+                                     f"log sum_{{{paths}}} prod_{{{t}=1}}^{{{end}}} ", "", inner)
+        return _printing.Wrapped(rf"\log \sum_{{{paths}}} \exp \sum_{{{t}=1}}^{{{end}}} \left[", r"\right]",
+                                 f"log sum_{{{paths}}} exp sum_{{{t}=1}}^{{{end}}} [", "]",
                                  _rename(self.step._sym(), self._names()))
 
     def __repr__(self):
@@ -281,12 +352,18 @@ class Sum(Loss):
 
     # ------------------------------------------------------------ evaluation
     def _eval(self, scope):
+        if self.marginalize is not None:
+            return self._forward(scope)
         return self._run(scope)[0]
 
     def draws(self, inputs=None, **params):
         """Evaluate the steps on ``inputs`` and return every variable drawn in them and every carried one (its
         value as each step saw it), stacked along a time axis after the batch dim: ``{"z": (batch, T, ...),
         "z_prev": (batch, T, ...)}`` (e.g. the posterior trajectory of a state-space model)."""
+        if self.marginalize is not None:
+            raise ValueError(f"Sum over {self.over}: it sums `{self.marginalize}` out of every path (marginalize="
+                             f"{self.marginalize!r}) and draws nothing; build the same Sum without marginalize, over "
+                             f"E(q, ...), to draw trajectories.")
         scope = Context.from_inputs(inputs, params)
         self.check_inputs(scope.values, params, scope.datasets)
         return {k: torch.stack(v, len(scope.lead_shape)) for k, v in self._run(scope, keep=True)[1].items()}
@@ -492,6 +569,54 @@ class Sum(Loss):
                 weight = later[..., t] if mask is None else torch.where(mask[..., t], later[..., t], 0.0)
                 total = total + weight * (log_q - log_q.detach())
         return total, kept
+
+
+    def _forward(self, scope):
+        """log sum over every path of the marginalized variable of exp(sum_t step_t), by the forward recursion.
+
+        ``alpha`` holds, for each candidate value of the previous state (P of them: the initial value at first, then
+        the K values; with a mask the K values and the initial one throughout, so that a padded step holds alpha
+        wherever it is), the log-sum over the paths so far that end there."""
+        steps = self._length(scope)
+        mask = self._step_mask(scope, steps)
+        carried = self._initial_values(scope)
+        var, prev, lead_shape = self.marginalize, self._marginal_carry, scope.lead_shape
+        support = alpha = previous = None
+        for t in range(steps):
+            values, lead = dict(scope.values), dict(scope.lead)
+            for name in self.series:
+                values[name] = scope.values[name].select(scope.lead[name], t)
+            for name, (value, n) in carried.items():
+                values[name], lead[name] = value, n
+            step_scope = Context(values, lead, lead_shape, scope.params, {}, scope.datasets)
+            if support is None:  # the K values, the same at every step: (K, *lead, *event)
+                support = self._enumerator.enumerate_support(step_scope)
+                k, event = support.shape[0], support.shape[1 + len(lead_shape):]
+                alpha = support.new_zeros((1,) + lead_shape)
+                if prev is not None:
+                    first, n = carried[prev]
+                    previous = first.expand(lead_shape + first.shape[n:]).unsqueeze(0)
+                if mask is not None:  # the K values first, never reached before a real step, then the initial one
+                    alpha = torch.cat([alpha.new_full((k,) + lead_shape, float("-inf")), alpha])
+                    previous = None if prev is None else torch.cat([support, previous])
+            grid = (alpha.shape[0], k) + lead_shape
+            new_values, new_lead = {var: support.unsqueeze(0).expand(grid + event)}, {var: len(grid)}
+            if prev is not None:
+                new_values[prev], new_lead[prev] = previous.unsqueeze(1).expand(grid + event), len(grid)
+            f = self.step._eval(step_scope.child(new_values, new_lead, torch.Size(grid)))
+            if not isinstance(f, torch.Tensor) or f.shape != grid:
+                f = torch.as_tensor(f, dtype=alpha.dtype, device=alpha.device).expand(grid)
+            new = torch.logsumexp(alpha.unsqueeze(1) + f, 0)  # (K, *lead): over the previous value
+            if mask is None:
+                alpha, previous = new, support if prev is not None else None
+            else:
+                new = torch.cat([new, new.new_full((1,) + lead_shape, float("-inf"))])
+                alpha = torch.where(mask[..., t], new, alpha)
+            for name, source in self.carry.items():  # series carried to the next step (x_prev <- x)
+                if name != prev and t + 1 < steps:
+                    moved = {name: (values[source], lead[source])}
+                    carried.update(moved if mask is None else self._hold(moved, {name: carried[name]}, mask[..., t]))
+        return torch.logsumexp(alpha, 0)
 
 
 def _enumerates(loss, var):

@@ -1,0 +1,211 @@
+"""Sum(..., marginalize="y"): a discrete state summed out of whole sequences by the forward algorithm. Values and
+gradients equal a brute-force sum over every path of states in plain torch (itertools.product), with and without
+masks (padding at the end or at the start), with a series carried beside the state, for Bernoulli codes, and for
+states summed out step by step; it trains compiled as eager, prints as a sum over paths, and bad use is named."""
+import itertools
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from pgm.distributions import Bernoulli, Categorical, Normal
+from pgm.losses import E, KL, LogProb, Sum
+from pgm.models import Model
+
+K, V, T, B = 3, 4, 4, 5
+
+
+class Table(nn.Module):
+    """Logits from the concatenated one-hot (or zero) inputs: a learned table, with a bias for the zero input."""
+
+    def __init__(self, i, o):
+        super().__init__()
+        self.linear = nn.Linear(i, o, dtype=torch.float64)
+        nn.init.normal_(self.linear.weight)
+
+    def forward(self, *inputs):
+        return {"logits": self.linear(torch.cat(inputs, -1))}
+
+
+def hmm(emission_inputs=K):
+    torch.manual_seed(0)
+    p_y = Categorical("p(y|y_prev)", net=Table(K, K))
+    p_x = Categorical("p(x|y)" if emission_inputs == K else "p(x|y,x_prev)", net=Table(emission_inputs, V))
+    return p_y, p_x
+
+
+def symbols(n=B, steps=T, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return F.one_hot(torch.randint(V, (n, steps), generator=g), V).to(torch.float64)
+
+
+def brute_force(p_y, p_x, x, real, with_x_prev=False):
+    """log sum over every path of states through the real steps of each sequence, one sequence at a time: the
+    initial state y_0 = 0 (and x_0 = 0) before the first real step, the previous real step's after."""
+    out = []
+    for b in range(x.shape[0]):
+        steps = [t for t in range(x.shape[1]) if real[b, t]]
+        paths = []
+        for path in itertools.product(range(K), repeat=len(steps)):
+            y_prev, x_prev = torch.zeros(K, dtype=x.dtype), torch.zeros(V, dtype=x.dtype)
+            total = torch.zeros((), dtype=x.dtype)  # log 1: the one empty path of a sequence with no real step
+            for t, state in zip(steps, path):
+                y = F.one_hot(torch.tensor(state), K).to(x.dtype)
+                total = total + p_y.net(y_prev)["logits"].log_softmax(-1)[state]
+                emitted = p_x.net(y, x_prev)["logits"] if with_x_prev else p_x.net(y)["logits"]
+                total = total + (emitted.log_softmax(-1) * x[b, t]).sum()
+                y_prev, x_prev = y, x[b, t]
+            paths.append(total)
+        out.append(torch.logsumexp(torch.stack(paths), 0))
+    return torch.stack(out)
+
+
+def gradients(value, *modules):
+    params = [w for m in modules for w in m.parameters()]
+    return torch.cat([g.flatten() for g in torch.autograd.grad(value, params)])
+
+
+def log_px(p_y, p_x, **kwargs):
+    return Sum(LogProb(p_x * p_y), series=["x"], carry={"y_prev": "y", **kwargs.pop("carry", {})},
+               initial={"y_prev": torch.zeros(K, dtype=torch.float64), **kwargs.pop("initial", {})},
+               marginalize="y", **kwargs)
+
+
+def test_the_log_likelihood_of_an_hmm_is_the_sum_over_every_path():
+    p_y, p_x = hmm()
+    x = symbols()
+    loss = log_px(p_y, p_x)
+    assert loss.latex() == r"\log \sum_{y_{1:T}} \prod_{t=1}^{T} p(x_t,y_t|y_{t-1})"
+    assert loss.input_var == ["x"]  # y is summed out, not an input
+    value = loss.eval({"x": x})
+    exact = brute_force(p_y, p_x, x, torch.ones(B, T, dtype=torch.bool))
+    torch.testing.assert_close(value, exact)
+    torch.testing.assert_close(gradients(value.sum(), p_y, p_x), gradients(exact.sum(), p_y, p_x))
+
+
+@pytest.mark.parametrize("padding", ["end", "start"])
+def test_padded_steps_leave_the_sum_as_it_was(padding):
+    p_y, p_x = hmm()
+    x = symbols()
+    lengths = torch.tensor([4, 3, 1, 0, 2])
+    real = torch.arange(T) < lengths[:, None]
+    if padding == "start":  # the real steps last: the first of them starts from the initial state
+        real = real.flip(-1)
+    value = log_px(p_y, p_x, mask="mask").eval({"x": x, "mask": real})
+    exact = brute_force(p_y, p_x, x, real)
+    torch.testing.assert_close(value, exact)
+    assert value[3] == 0  # no real step: log 1
+    torch.testing.assert_close(gradients(value.sum(), p_y, p_x), gradients(exact.sum(), p_y, p_x))
+    if padding == "end":
+        by_length = log_px(p_y, p_x, length="n").eval({"x": x, "n": lengths})
+        torch.testing.assert_close(by_length, value)
+
+
+def test_a_carried_series_goes_along_with_the_summed_state():
+    """p(x_t|y_t,x_{t-1}): the previous symbol is carried beside the state, and held on padded steps."""
+    p_y, p_x = hmm(emission_inputs=K + V)
+    x = symbols()
+    real = (torch.arange(T) < torch.tensor([4, 2, 3, 1, 4])[:, None]).flip(-1)
+    loss = log_px(p_y, p_x, carry={"x_prev": "x"}, initial={"x_prev": torch.zeros(V, dtype=torch.float64)},
+                  mask="mask")
+    value = loss.eval({"x": x, "mask": real})
+    exact = brute_force(p_y, p_x, x, real, with_x_prev=True)
+    torch.testing.assert_close(value, exact)
+    torch.testing.assert_close(gradients(value.sum(), p_y, p_x), gradients(exact.sum(), p_y, p_x))
+
+
+def test_bernoulli_codes_are_summed_out_like_classes():
+    """A state of D = 2 bits: its 4 codes are the values summed over."""
+    torch.manual_seed(2)
+    d, steps = 2, 3
+    p_y = Bernoulli("p(y|y_prev)", net=Table(d, d))
+    p_x = Normal("p(x|y)", net=lambda y: {"loc": y @ torch.tensor([[1.0, -1.0], [0.5, 2.0]], dtype=torch.float64),
+                                         "scale": torch.ones(2, dtype=torch.float64)})
+    x = torch.randn(B, steps, 2, dtype=torch.float64)
+    loss = Sum(LogProb(p_x * p_y), series=["x"], carry={"y_prev": "y"},
+               initial={"y_prev": torch.zeros(d, dtype=torch.float64)}, marginalize="y")
+    value = loss.eval({"x": x})
+    codes = torch.tensor(list(itertools.product([0.0, 1.0], repeat=d)), dtype=torch.float64)
+    paths = []
+    for path in itertools.product(range(len(codes)), repeat=steps):
+        y_prev, total = torch.zeros(B, d, dtype=torch.float64), 0.0
+        for t, c in enumerate(path):
+            y = codes[c].expand(B, d)
+            total = total + torch.distributions.Bernoulli(logits=p_y.net(y_prev)["logits"]).log_prob(y).sum(-1)
+            total = total + torch.distributions.Normal(p_x.net(y)["loc"], 1.0).log_prob(x[:, t]).sum(-1)
+            y_prev = y
+        paths.append(total)
+    exact = torch.logsumexp(torch.stack(paths), 0)
+    torch.testing.assert_close(value, exact)
+    torch.testing.assert_close(gradients(value.sum(), p_y), gradients(exact.sum(), p_y))
+
+
+def test_an_uncarried_state_is_summed_out_step_by_step():
+    """A mixture at every step, p(x_t) = sum_y p(y) p(x_t|y): the sum over paths is the sum of the steps' logs;
+    any step loss prints as log sum exp."""
+    torch.manual_seed(3)
+    p_y = Categorical("p(y)", logits=nn.Parameter(torch.randn(K, dtype=torch.float64)))
+    p_x = Categorical("p(x|y)", net=Table(K, V))
+    x = symbols()
+    loss = Sum(LogProb(p_x) + LogProb(p_y), series=["x"], marginalize="y")
+    assert loss.latex() == (r"\log \sum_{y_{1:T}} \exp \sum_{t=1}^{T} \left[\log p(x_t|y_t) + \log p(y_t)\right]")
+    value = loss.eval({"x": x})
+    classes = torch.eye(K, dtype=torch.float64)
+    per_class = p_x.net(classes)["logits"].log_softmax(-1) @ x.transpose(1, 2)  # (B, K, T): log p(x_t|y = k)
+    exact = torch.logsumexp(per_class + p_y.logits.log_softmax(-1)[:, None], 1).sum(-1)
+    torch.testing.assert_close(value, exact)
+    torch.testing.assert_close(gradients(value.sum(), p_x), gradients(exact.sum(), p_x))
+
+
+def test_maximum_likelihood_training_compiled_equals_eager(monkeypatch):
+    from pgm.models import _compile
+    from torch._dynamo.backends.registry import lookup_backend
+
+    graphs = []
+
+    def backend(graph, example_inputs):
+        graphs.append(graph)
+        return lookup_backend("aot_eager")(graph, example_inputs)
+
+    monkeypatch.setattr(_compile, "BACKEND", backend)
+    x = symbols(n=8).float()
+    mask = torch.arange(T) < torch.tensor([4, 3, 2, 4, 1, 4, 4, 2])[:, None]
+    runs = []
+    for compile in (False, "inductor"):
+        p_y, p_x = (d.float() for d in hmm())
+        loss = -Sum(LogProb(p_x * p_y), series=["x"], carry={"y_prev": "y"}, initial={"y_prev": torch.zeros(K)},
+                    marginalize="y", mask="mask").mean()
+        model = Model(loss, [p_y, p_x], optimizer_params={"lr": 0.05}, compile=compile)
+        runs.append([model.train({"x": x, "mask": mask}) for _ in range(5)])
+    assert graphs, "the step was not compiled"
+    assert runs[1] == pytest.approx(runs[0], rel=1e-5)
+    assert runs[0][-1] < runs[0][0]
+
+
+def test_bad_use_is_named():
+    p_y, p_x = hmm()
+    step = LogProb(p_x * p_y)
+    initial = {"y_prev": torch.zeros(K, dtype=torch.float64)}
+    with pytest.raises(ValueError, match=r"marginalize='z': no distribution of the step generates `z` alone"):
+        Sum(step, series=["x"], carry={"y_prev": "y"}, initial=initial, marginalize="z")
+    with pytest.raises(ValueError, match=r"marginalize='x': `x` is a series"):
+        Sum(step, series=["x"], carry={"y_prev": "y"}, initial=initial, marginalize="x")
+    q = Normal("q(z|x)", net=lambda x: {"loc": x[..., :1], "scale": torch.ones(1, dtype=torch.float64)})
+    p_z = Normal("p(x|z)", net=lambda z: {"loc": z.expand(z.shape[:-1] + (V,)), "scale": torch.ones(V)})
+    with pytest.raises(ValueError, match=r"Normal q\(z\|x\) has no finite support to sum over; only a discrete"):
+        Sum(E(q, LogProb(p_z)), series=["x"], marginalize="z")
+    q_y = Categorical("q(y|x,y_prev)", net=Table(V + K, K))
+    with pytest.raises(ValueError, match=r"the step draws `y` itself \(an expectation over it\)"):
+        Sum(E(q_y, LogProb(p_x)) - KL(q_y, p_y), series=["x"], carry={"y_prev": "y"}, initial=initial,
+            marginalize="y")
+    two = Categorical("p(y|y_prev,y_prev2)", net=Table(2 * K, K))
+    with pytest.raises(ValueError, match=r"\['y_prev', 'y_prev2'\] all carry `y`; the forward algorithm"):
+        Sum(LogProb(p_x * two), series=["x"], carry={"y_prev": "y", "y_prev2": "y"}, marginalize="y")
+    z_net = Normal("p(z|y,z_prev)", net=lambda y, z_prev: {"loc": y + z_prev, "scale": torch.ones(K, dtype=torch.float64)})
+    with pytest.raises(ValueError, match=r"the carried \['z_prev'\] come from draws or distributions"):
+        Sum(E(z_net, LogProb(p_x * p_y)), series=["x"], carry={"y_prev": "y", "z_prev": "z"}, initial=initial,
+            marginalize="y")
+    loss = Sum(step, series=["x"], carry={"y_prev": "y"}, initial=initial, marginalize="y")
+    with pytest.raises(ValueError, match=r"sums `y` out of every path \(marginalize='y'\) and draws nothing"):
+        loss.draws({"x": symbols()})
