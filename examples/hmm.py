@@ -15,6 +15,10 @@ states; the state carried to step t+1 is then drawn from q after the step). A ca
 so Sum also weighs its score term by the later steps' sum. q sees no symbol after x_t (a filter, not a smoother):
 where later symbols tell the state, the bound is looser than with the exact posterior.
 
+--estimator exact drops q and maximizes log p(x_{1:T}) itself, every path of states summed out by pgm's forward
+algorithm, Sum(LogProb(p_x * p_y), ..., marginalize="y"): the maximum-likelihood HMM the variational ones approach.
+Its test ELBO is then log p(x) as pgm computes it, beside the hand-written forward algorithm's.
+
 Data: sequences drawn from a random HMM made in code (seed --seed): pi uniform, sticky transitions
 A[k] ~ Dir(1 + 2K e_k), emissions B[k] ~ Dir(0.05, ..., 0.05). Reports the exact test log p(x_{1:T}) per sequence,
 by the forward algorithm (Rabiner's alpha recursion, in plain torch below), of the true HMM (the reference no model
@@ -22,6 +26,7 @@ beats but by chance), the learned one and the same one at initialization, and th
 
     python examples/hmm.py                                # K = 4, V = 10, 1,000 sequences of 20 steps, 100 epochs
     python examples/hmm.py --estimator enumerate --states 3 --symbols 6 --steps 30
+    python examples/hmm.py --estimator exact              # maximum likelihood by the forward algorithm
 """
 import argparse
 
@@ -104,10 +109,14 @@ class Inference(nn.Module):
 
 def build(k, v, hidden, estimator="score_function"):
     """The ELBO per sequence (a pgm loss over x (batch, T, V)) and its distributions q(y|x,y_prev), p(y|y_prev),
-    p(x|y)."""
+    p(x|y); with estimator "exact", log p(x) itself, the states summed out by the forward algorithm (and no q)."""
     q = Categorical("q(y|x,y_prev)", net=Inference(k, v, hidden))
     p_y = Categorical("p(y|y_prev)", net=Transition(k))
     p_x = Categorical("p(x|y)", net=Emission(k, v))
+    if estimator == "exact":  # maximum likelihood: log sum over every path of states of prod_t p(x_t, y_t|y_{t-1})
+        log_px = Sum(LogProb(p_x * p_y), series=["x"], carry={"y_prev": "y"}, initial={"y_prev": torch.zeros(k)},
+                     marginalize="y")
+        return log_px, [p_y, p_x]
     if estimator == "enumerate":  # the exact sum over y_t; the state carried on is drawn from q after the step
         step, carry = E(q, LogProb(p_x), enumerate=True) - KL(q, p_y), {"y_prev": q}
     else:  # one draw of y_t, scored with a moving-average baseline; that draw is step t+1's y_{t-1}
@@ -133,9 +142,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     training.add_arguments(parser, __file__, epochs=100, batch_size=64, lr=0.02, hidden=32)
     group = parser.add_argument_group("model and data")
-    group.add_argument("--estimator", choices=["score_function", "enumerate"], default="score_function",
+    group.add_argument("--estimator", choices=["score_function", "enumerate", "exact"], default="score_function",
                        help="E over the state: the score function with a moving-average baseline, or the exact sum "
-                            "over the states (default: score_function)")
+                            "over the states of each step; or exact: no q, maximum likelihood, every path of states "
+                            "summed out by the forward algorithm (default: score_function)")
     group.add_argument("--states", type=training.int_range(2), default=4, help="K, hidden states (default: 4)")
     group.add_argument("--symbols", type=training.int_range(2), default=10, help="V, symbols (default: 10)")
     group.add_argument("--steps", type=training.positive_int, default=20, help="T, steps per sequence (default: 20)")
@@ -156,10 +166,11 @@ def main(argv=None):
                                                 description), device)
     x_test = paired.test[0]
 
-    elbo, (q, p_y, p_x) = build(k, v, args.hidden, args.estimator)
+    elbo, distributions = build(k, v, args.hidden, args.estimator)
+    p_y, p_x = distributions[-2:]
     print(f"Objective (maximized):\n{elbo.latex()}")
     elbo.initial.to(device)
-    model = Model(-elbo.mean(), [d.to(device) for d in (q, p_y, p_x)], **training.model_options(args))
+    model = Model(-elbo.mean(), [d.to(device) for d in distributions], **training.model_options(args))
     initial = evaluate(model, p_y, p_x, x_test, args.seed)
     history = training.train(model, paired, args, out, prepare=lambda _, unlabelled: {"x": unlabelled["x"]},
                              monitor=lambda: {"test log p(x)": learned_log_likelihood(p_y, p_x, x_test)})

@@ -506,8 +506,9 @@ class Sum(Loss):
                 raise ValueError(
                     f"{where}: carry={{{name!r}: {source!r}}}: step {self.over} sums over every value of `{source}` "
                     f"(E(..., enumerate=True)), so there is no one draw of it to carry; sample it instead (the "
-                    f"score-function estimator, E's default for a discrete q), or carry the distribution itself: "
-                    f"carry={{{name!r}: q}}."
+                    f"score-function estimator, E's default for a discrete q), carry the distribution itself: "
+                    f"carry={{{name!r}: q}}, or sum it out of the whole sequence: Sum(LogProb(p_x * p_y), ..., "
+                    f"marginalize={source!r})."
                 )
             else:
                 raise ValueError(

@@ -1,6 +1,7 @@
-"""examples/hmm.py runs end to end with tiny sizes and prints the ELBO summed over t; the learned HMM's exact test
-log p(x) (forward algorithm) rises from its initialization towards the true HMM's, which it stays below; the forward
-algorithm equals the sum over every state path of the pgm distributions' own densities."""
+"""examples/hmm.py runs end to end with tiny sizes and prints the ELBO summed over t (or, in its maximum-likelihood
+mode, log p(x) by pgm's forward algorithm); the learned HMM's exact test log p(x) (forward algorithm) rises from
+its initialization towards the true HMM's, which it stays below; the forward algorithm equals the sum over every
+state path of the pgm distributions' own densities."""
 import itertools
 import json
 
@@ -87,3 +88,25 @@ def test_the_objective_is_the_elbo_summed_over_t():
         written = Sum(ELBO(p_x * p_y, q), series=["x"], carry={"y_prev": "y"}, initial={"y_prev": torch.zeros(3)})
         assert elbo.latex() == written.latex() == LATEX
         assert elbo.eval({"x": hmm.sample(hmm.random_hmm(3, 6, 0), 4, 5, 0)}).shape == (4,)
+
+
+def test_maximum_likelihood_by_the_forward_algorithm(tmp_path, capsys, built_models):
+    """--estimator exact trains p alone on log p(x) summed over every path by pgm (Sum(..., marginalize="y")): its
+    value is the hand-written forward algorithm's, before and after training, and it nears the true HMM's."""
+    built = built_models(hmm)
+    hmm.main(TINY + ["--estimator", "exact", "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    saved = json.loads((tmp_path / "results.json").read_text())
+    exact = r"\log \sum_{y_{1:T}} \prod_{t=1}^{T} p(x_t,y_t|y_{t-1})"
+    assert f"Objective (maximized):\n{exact}\n" in printed and saved["objective"] == exact
+    true, initial, learned = (saved[row] for row in ("true HMM", "HMM at initialization", "HMM trained (exact)"))
+    for row in (initial, learned):  # pgm's objective is the forward algorithm's log p(x)
+        assert row["ELBO"] == pytest.approx(row["log p(x)"], abs=1e-4)
+    assert learned["log p(x)"] > initial["log p(x)"] + 3
+    assert learned["log p(x)"] < true["log p(x)"] + 0.5
+    (model,) = built
+    assert len(list(model.distributions)) == 2  # no q
+    p_y, p_x = model.distributions
+    x = hmm.sample(hmm.random_hmm(3, 6, 0), 50, 8, 1)  # the test sequences
+    with torch.no_grad():
+        assert -model.test({"x": x}) == pytest.approx(log_likelihood_by_paths(p_y, p_x, x, 3).mean().item(), rel=1e-5)
