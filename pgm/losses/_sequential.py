@@ -353,7 +353,7 @@ class Sum(Loss):
     # ------------------------------------------------------------ evaluation
     def _eval(self, scope):
         if self.marginalize is not None:
-            return self._forward(scope)
+            return self._forward(scope)[0]
         return self._run(scope)[0]
 
     def draws(self, inputs=None, **params):
@@ -367,6 +367,24 @@ class Sum(Loss):
         scope = Context.from_inputs(inputs, params)
         self.check_inputs(scope.values, params, scope.datasets)
         return {k: torch.stack(v, len(scope.lead_shape)) for k, v in self._run(scope, keep=True)[1].items()}
+
+    def posterior(self, inputs=None, **params):
+        r"""The posterior of the summed-out state at every step given the whole sequence, :math:`p(y_t|x_{1:T})`
+        (the forward-backward smoother), as its mean :math:`\mathbb{E}[y_t|x_{1:T}]` stacked along a time axis after
+        the batch dim, ``(batch, T, *event)``: for a one-hot Categorical state, the probabilities of its K classes;
+        for a Bernoulli state, the probability of each bit. Padded steps are 0. Only with ``marginalize``."""
+        if self.marginalize is None:
+            raise ValueError(f"Sum over {self.over}: posterior() is the posterior of a state summed out of the "
+                             f"sequence; build the Sum with marginalize='y' (y the discrete state).")
+        scope = Context.from_inputs(inputs, params)
+        self.check_inputs(scope.values, params, scope.datasets)
+        probes = []
+        with torch.enable_grad():
+            total, support = self._forward(scope, probes)
+            marginals = torch.autograd.grad(total.sum(), probes)  # each (K, *lead): p(y_t = k | x_{1:T})
+        event = support.shape[1 + len(scope.lead_shape):]
+        means = [(m.reshape(m.shape + (1,) * len(event)) * support).sum(0) for m in marginals]
+        return torch.stack(means, len(scope.lead_shape)).detach()
 
     def _length(self, scope):
         where = f"Sum over {self.over}"
@@ -572,12 +590,14 @@ class Sum(Loss):
         return total, kept
 
 
-    def _forward(self, scope):
+    def _forward(self, scope, probes=None):
         """log sum over every path of the marginalized variable of exp(sum_t step_t), by the forward recursion.
 
         ``alpha`` holds, for each candidate value of the previous state (P of them: the initial value at first, then
         the K values; with a mask the K values and the initial one throughout, so that a padded step holds alpha
-        wherever it is), the log-sum over the paths so far that end there."""
+        wherever it is), the log-sum over the paths so far that end there. ``probes``, a list, receives one zero
+        tensor (K, *lead) per step added to the step's values of y_t: the gradient of the result with respect to it
+        is the posterior probability of each value of y_t. Returns the result and the K values, (K, *lead, *event)."""
         steps = self._length(scope)
         mask = self._step_mask(scope, steps)
         carried = self._initial_values(scope)
@@ -607,6 +627,9 @@ class Sum(Loss):
             f = self.step._eval(step_scope.child(new_values, new_lead, torch.Size(grid)))
             if not isinstance(f, torch.Tensor) or f.shape != grid:
                 f = torch.as_tensor(f, dtype=alpha.dtype, device=alpha.device).expand(grid)
+            if probes is not None:
+                probes.append(f.new_zeros(grid[1:], requires_grad=True))
+                f = f + probes[-1]
             new = torch.logsumexp(alpha.unsqueeze(1) + f, 0)  # (K, *lead): over the previous value
             if mask is None:
                 alpha, previous = new, support if prev is not None else None
@@ -617,7 +640,7 @@ class Sum(Loss):
                 if name != prev and t + 1 < steps:
                     moved = {name: (values[source], lead[source])}
                     carried.update(moved if mask is None else self._hold(moved, {name: carried[name]}, mask[..., t]))
-        return torch.logsumexp(alpha, 0)
+        return torch.logsumexp(alpha, 0), support
 
 
 def _enumerates(loss, var):

@@ -41,24 +41,28 @@ def symbols(n=B, steps=T, seed=1):
 
 
 def brute_force(p_y, p_x, x, real, with_x_prev=False):
-    """log sum over every path of states through the real steps of each sequence, one sequence at a time: the
-    initial state y_0 = 0 (and x_0 = 0) before the first real step, the previous real step's after."""
+    """log sum over every path of states through the real steps of each sequence, one sequence at a time."""
     out = []
     for b in range(x.shape[0]):
         steps = [t for t in range(x.shape[1]) if real[b, t]]
-        paths = []
-        for path in itertools.product(range(K), repeat=len(steps)):
-            y_prev, x_prev = torch.zeros(K, dtype=x.dtype), torch.zeros(V, dtype=x.dtype)
-            total = torch.zeros((), dtype=x.dtype)  # log 1: the one empty path of a sequence with no real step
-            for t, state in zip(steps, path):
-                y = F.one_hot(torch.tensor(state), K).to(x.dtype)
-                total = total + p_y.net(y_prev)["logits"].log_softmax(-1)[state]
-                emitted = p_x.net(y, x_prev)["logits"] if with_x_prev else p_x.net(y)["logits"]
-                total = total + (emitted.log_softmax(-1) * x[b, t]).sum()
-                y_prev, x_prev = y, x[b, t]
-            paths.append(total)
-        out.append(torch.logsumexp(torch.stack(paths), 0))
+        paths = itertools.product(range(K), repeat=len(steps))  # one empty path where no step is real: log 1
+        out.append(torch.logsumexp(torch.stack([path_log_prob(p_y, p_x, x[b], steps, path, with_x_prev)
+                                                for path in paths]), 0))
     return torch.stack(out)
+
+
+def path_log_prob(p_y, p_x, x, steps, path, with_x_prev=False):
+    """log p(x, y) of one sequence x (T, V) along one path of states through its real ``steps``: the initial state
+    y_0 = 0 (and x_0 = 0) before the first real step, the previous real step's after."""
+    y_prev, x_prev = torch.zeros(K, dtype=x.dtype), torch.zeros(V, dtype=x.dtype)
+    total = torch.zeros((), dtype=x.dtype)
+    for t, state in zip(steps, path):
+        y = F.one_hot(torch.tensor(state), K).to(x.dtype)
+        total = total + p_y.net(y_prev)["logits"].log_softmax(-1)[state]
+        emitted = p_x.net(y, x_prev)["logits"] if with_x_prev else p_x.net(y)["logits"]
+        total = total + (emitted.log_softmax(-1) * x[t]).sum()
+        y_prev, x_prev = y, x[t]
+    return total
 
 
 def gradients(value, *modules):
@@ -181,6 +185,30 @@ def test_maximum_likelihood_training_compiled_equals_eager(monkeypatch):
     assert graphs, "the step was not compiled"
     assert runs[1] == pytest.approx(runs[0], rel=1e-5)
     assert runs[0][-1] < runs[0][0]
+
+
+def test_the_posterior_of_each_state_given_the_whole_sequence():
+    """posterior(): p(y_t|x_{1:T}) at every real step (0 at padded ones), against the normalized weights of every
+    path of states, one sequence at a time."""
+    p_y, p_x = hmm()
+    x = symbols()
+    real = (torch.arange(T) < torch.tensor([4, 3, 1, 0, 2])[:, None]).flip(-1)
+    got = log_px(p_y, p_x, mask="mask").posterior({"x": x, "mask": real})
+    assert got.shape == (B, T, K) and not got.requires_grad
+    expected = torch.zeros(B, T, K, dtype=torch.float64)
+    with torch.no_grad():
+        for b in range(B):
+            steps = [t for t in range(T) if real[b, t]]
+            paths = list(itertools.product(range(K), repeat=len(steps)))
+            weights = torch.stack([path_log_prob(p_y, p_x, x[b], steps, path) for path in paths]).softmax(0)
+            for path, weight in zip(paths, weights):
+                for t, state in zip(steps, path):
+                    expected[b, t, state] += weight
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(got.sum(-1), real.to(torch.float64))
+    with pytest.raises(ValueError, match=r"posterior\(\) is the posterior of a state summed out of the sequence; "
+                                         r"build the Sum with marginalize='y'"):
+        Sum(LogProb(p_x * p_y), series=["x"], carry={"y_prev": "y"}, initial={"y_prev": torch.zeros(K)}).posterior()
 
 
 def test_bad_use_is_named():
