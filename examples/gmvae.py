@@ -53,15 +53,6 @@ def build(dx, hidden, dz, k):
     return elbo, [q_y, q_z, p_x, p_z, p_y]
 
 
-def clustering_accuracy(clusters, labels, k):
-    """Accuracy (%) of the best one-to-one map of the K clusters to the labels (integer arrays)."""
-    from scipy.optimize import linear_sum_assignment
-    counts = np.zeros((k, labels.max() + 1))
-    np.add.at(counts, (clusters, labels), 1)
-    rows, columns = linear_sum_assignment(counts, maximize=True)
-    return 100.0 * counts[rows, columns].sum() / len(labels)
-
-
 @torch.no_grad()
 def evaluate(model, q_y, x, labels, k, seed=0):
     """Test ELBO (exact over y, one draw of z) and clustering accuracy (%) of argmax q(y|x), in evaluation mode
@@ -69,7 +60,7 @@ def evaluate(model, q_y, x, labels, k, seed=0):
     with evaluation.seeded(seed, x.device):
         elbo = -model.test({"x": x})
     clusters = q_y.get_params({"x": x})["logits"].argmax(-1).cpu().numpy()
-    return {"ELBO": elbo, "clustering accuracy (%)": clustering_accuracy(clusters, labels, k),
+    return {"ELBO": elbo, "clustering accuracy (%)": evaluation.matched_accuracy(clusters, labels, k),
             "clusters used": len(np.unique(clusters))}
 
 
@@ -98,7 +89,7 @@ def main(argv=None):
 
     from sklearn.cluster import KMeans
     k_means = KMeans(args.clusters, n_init=10, random_state=args.seed).fit(images.labelled[0].cpu().numpy())
-    pixels = clustering_accuracy(k_means.predict(x_test.cpu().numpy()), labels, args.clusters)
+    pixels = evaluation.matched_accuracy(k_means.predict(x_test.cpu().numpy()), labels, args.clusters)
     scores = {"GMVAE at initialization": initial, "GMVAE trained": score(),
               "k-means on the pixels (scikit-learn)": {"clustering accuracy (%)": pixels}}
     return results.write(out, f"GMVAE (K={args.clusters}): test ELBO and clustering accuracy", scores, args,

@@ -22,7 +22,9 @@ Its test ELBO is then log p(x) as pgm computes it, beside the hand-written forwa
 Data: sequences drawn from a random HMM made in code (seed --seed): pi uniform, sticky transitions
 A[k] ~ Dir(1 + 2K e_k), emissions B[k] ~ Dir(0.05, ..., 0.05). Reports the exact test log p(x_{1:T}) per sequence,
 by the forward algorithm (Rabiner's alpha recursion, in plain torch below), of the true HMM (the reference no model
-beats but by chance), the learned one and the same one at initialization, and their test ELBO.
+beats but by chance), the learned one and the same one at initialization, and their test ELBO; and the share of
+the test sequences' hidden states each HMM decodes, the most probable state under p(y_t|x_{1:T}) (Sum.posterior,
+the forward-backward smoother), under the best naming of the learned states after the true ones.
 
     python examples/hmm.py                                # K = 4, V = 10, 1,000 sequences of 20 steps, 100 epochs
     python examples/hmm.py --estimator enumerate --states 3 --symbols 6 --steps 30
@@ -50,16 +52,19 @@ def random_hmm(k, v, seed):
     return torch.full((k,), 1 / k).log(), log(a), log(b)
 
 
-def sample(hmm, n, steps, seed):
-    """n sequences of ``steps`` one-hot symbols drawn from ``hmm``: (n, steps, V)."""
+def sample(hmm, n, steps, seed, states=False):
+    """n sequences of ``steps`` one-hot symbols drawn from ``hmm``: (n, steps, V); with ``states``, also the
+    hidden states that emitted them, (n, steps) indices."""
     log_pi, log_a, log_b = hmm
     g = torch.Generator().manual_seed(seed)
-    y, symbols = torch.multinomial(log_pi.exp().expand(n, -1), 1, generator=g)[:, 0], []
+    y, symbols, path = torch.multinomial(log_pi.exp().expand(n, -1), 1, generator=g)[:, 0], [], []
     for t in range(steps):
         if t:
             y = torch.multinomial(log_a.exp()[y], 1, generator=g)[:, 0]
         symbols.append(torch.multinomial(log_b.exp()[y], 1, generator=g)[:, 0])
-    return F.one_hot(torch.stack(symbols, 1), log_b.shape[1]).float()
+        path.append(y)
+    x = F.one_hot(torch.stack(symbols, 1), log_b.shape[1]).float()
+    return (x, torch.stack(path, 1)) if states else x
 
 
 def log_likelihood(x, log_pi, log_a, log_b):
@@ -114,9 +119,7 @@ def build(k, v, hidden, estimator="score_function"):
     p_y = Categorical("p(y|y_prev)", net=Transition(k))
     p_x = Categorical("p(x|y)", net=Emission(k, v))
     if estimator == "exact":  # maximum likelihood: log sum over every path of states of prod_t p(x_t, y_t|y_{t-1})
-        log_px = Sum(LogProb(p_x * p_y), series=["x"], carry={"y_prev": "y"}, initial={"y_prev": torch.zeros(k)},
-                     marginalize="y")
-        return log_px, [p_y, p_x]
+        return exact(p_y, p_x, k), [p_y, p_x]
     if estimator == "enumerate":  # the exact sum over y_t; the state carried on is drawn from q after the step
         step, carry = E(q, LogProb(p_x), enumerate=True) - KL(q, p_y), {"y_prev": q}
     else:  # one draw of y_t, scored with a moving-average baseline; that draw is step t+1's y_{t-1}
@@ -125,17 +128,43 @@ def build(k, v, hidden, estimator="score_function"):
     return elbo, [q, p_y, p_x]
 
 
+def exact(p_y, p_x, k):
+    """log p(x_{1:T}) of the HMM p_y, p_x with every path of states summed out (pgm's forward algorithm)."""
+    return Sum(LogProb(p_x * p_y), series=["x"], carry={"y_prev": "y"}, initial={"y_prev": torch.zeros(k)},
+               marginalize="y")
+
+
+def decoded(p_y, p_x, x, states):
+    """The share (%) of hidden states that the most probable state under p(y_t|x_{1:T}) (pgm's Sum.posterior, the
+    forward-backward smoother) recovers, under the best one-to-one naming of the learned states after the true
+    ones (a learned HMM may number its states in any order)."""
+    k = p_x.net.table.shape[0]
+    log_px = exact(p_y, p_x, k)
+    log_px.initial.to(x.device)
+    guess = log_px.posterior({"x": x}).argmax(-1)
+    return evaluation.matched_accuracy(guess.flatten().cpu().numpy(), states.flatten().cpu().numpy(), k)
+
+
 @torch.no_grad()
 def learned_log_likelihood(p_y, p_x, x):
     """The mean exact log p(x) of the learned HMM over the sequences x, by the forward algorithm on its tables."""
     return log_likelihood(x, *p_y.net.log_tables(), p_x.net.table.log_softmax(-1)).mean().item()
 
 
-def evaluate(model, p_y, p_x, x, seed=0):
+def evaluate(model, p_y, p_x, x, states, seed=0):
     """Means over x of the exact log p(x) and of the ELBO (one trajectory of q per sequence, drawn with a seeded
-    random stream of its own, training's left as it was)."""
+    random stream of its own, training's left as it was), and the share of states decoded."""
     with evaluation.seeded(seed, x.device):
-        return {"log p(x)": learned_log_likelihood(p_y, p_x, x), "ELBO": -model.test({"x": x})}
+        return {"log p(x)": learned_log_likelihood(p_y, p_x, x), "ELBO": -model.test({"x": x}),
+                "states": decoded(p_y, p_x, x, states)}
+
+
+def true_model(truth, device):
+    """The true HMM as the example's own p(y|y_prev) and p(x|y), its tables given as logits."""
+    _, (p_y, p_x) = build(truth[2].shape[0], truth[2].shape[1], 1, "exact")
+    with torch.no_grad():
+        p_y.net.initial.copy_(truth[0]), p_y.net.table.copy_(truth[1]), p_x.net.table.copy_(truth[2])
+    return p_y.to(device), p_x.to(device)
 
 
 def main(argv=None):
@@ -156,8 +185,8 @@ def main(argv=None):
     out, device = training.setup(args)
     k, v = args.states, args.symbols
     truth = random_hmm(k, v, args.seed)
-    x, x_test = (sample(truth, n, args.steps, args.seed + i) for i, n in enumerate((args.sequences,
-                                                                                   max(args.sequences // 4, 2))))
+    x = sample(truth, args.sequences, args.steps, args.seed)
+    x_test, states_test = sample(truth, max(args.sequences // 4, 2), args.steps, args.seed + 1, states=True)
     description = (f"a random HMM ({k} states, {v} symbols; {len(x):,} train / {len(x_test):,} test sequences of "
                    f"{args.steps} steps)")
     print(f"Data: {description}")
@@ -171,16 +200,20 @@ def main(argv=None):
     print(f"Objective (maximized):\n{elbo.latex()}")
     elbo.initial.to(device)
     model = Model(-elbo.mean(), [d.to(device) for d in distributions], **training.model_options(args))
-    initial = evaluate(model, p_y, p_x, x_test, args.seed)
+    states_test = states_test.to(device)
+    initial = evaluate(model, p_y, p_x, x_test, states_test, args.seed)
     history = training.train(model, paired, args, out, prepare=lambda _, unlabelled: {"x": unlabelled["x"]},
                              monitor=lambda: {"test log p(x)": learned_log_likelihood(p_y, p_x, x_test)})
 
-    true = log_likelihood(x_test, *(t.to(device) for t in truth)).mean().item()
-    scores = {"true HMM": {"log p(x)": true}, "HMM at initialization": initial,
-              f"HMM trained ({args.estimator.replace('_', ' ')})": evaluate(model, p_y, p_x, x_test, args.seed)}
-    return results.write(out, "HMM: test log p(x) per sequence (forward algorithm) and ELBO (nats)", scores, args,
-                         description, elbo.latex(), history, flat=False,
-                         headings={"log p(x)": "test log p(x)", "ELBO": "test ELBO"})
+    true = {"log p(x)": log_likelihood(x_test, *(t.to(device) for t in truth)).mean().item(),
+            "states": decoded(*true_model(truth, device), x_test, states_test)}
+    scores = {"true HMM": true, "HMM at initialization": initial,
+              f"HMM trained ({args.estimator.replace('_', ' ')})": evaluate(model, p_y, p_x, x_test, states_test,
+                                                                            args.seed)}
+    return results.write(out, "HMM: test log p(x) per sequence (forward algorithm), ELBO (nats) and states decoded",
+                         scores, args, description, elbo.latex(), history, flat=False,
+                         headings={"log p(x)": "test log p(x)", "ELBO": "test ELBO",
+                                   "states": "test states decoded (%)"})
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 
 from . import results
@@ -21,6 +22,16 @@ from . import results
 ACCURACY_KEYS = ("x", "w", "x+w", "x_iterative", "w_iterative", "x_zeroed", "w_zeroed")
 HEADINGS = {"x": "x", "w": "w", "x+w": "x+w", "x_iterative": "x (iterative)", "w_iterative": "w (iterative)",
              "x_zeroed": "x (w zeroed)", "w_zeroed": "w (x zeroed)"}
+
+
+def matched_accuracy(clusters, labels, k):
+    """Accuracy (%) of the best one-to-one map of K cluster numbers to the labels (integer arrays): how well
+    unsupervised clusters, or a learned model's states, numbered in any order, recover the true classes."""
+    from scipy.optimize import linear_sum_assignment
+    counts = np.zeros((k, labels.max() + 1))
+    np.add.at(counts, (clusters, labels), 1)
+    rows, columns = linear_sum_assignment(counts, maximize=True)
+    return 100.0 * counts[rows, columns].sum() / len(labels)
 
 
 def probabilities(logits_of, inputs):

@@ -12,7 +12,7 @@ import torch.distributions as td
 from torch.nn import functional as F
 
 import gmvae
-from common import data
+from common import data, evaluation
 
 TINY = ["--epochs", "8", "--hidden", "32", "--latent", "4", "--batch-size", "128", "--eval-every", "4",
         "--device", "cpu"]
@@ -79,7 +79,7 @@ def test_clustering_accuracy_is_the_best_matching():
     for _ in range(20):
         clusters, labels = rng.integers(0, 4, 30), rng.integers(0, 4, 30)
         best = max((np.asarray(mapping)[clusters] == labels).mean() for mapping in itertools.permutations(range(4)))
-        assert gmvae.clustering_accuracy(clusters, labels, 4) == pytest.approx(100 * best)
+        assert evaluation.matched_accuracy(clusters, labels, 4) == pytest.approx(100 * best)
     # more clusters than labels: the clusters left unmatched count as wrong
-    assert gmvae.clustering_accuracy(np.array([0, 1, 2, 3]), np.array([0, 0, 1, 1]), 4) == 50.0
-    assert gmvae.clustering_accuracy(np.array([2, 2, 0, 0]), np.array([0, 0, 1, 1]), 3) == 100.0
+    assert evaluation.matched_accuracy(np.array([0, 1, 2, 3]), np.array([0, 0, 1, 1]), 4) == 50.0
+    assert evaluation.matched_accuracy(np.array([2, 2, 0, 0]), np.array([0, 0, 1, 1]), 3) == 100.0

@@ -110,3 +110,25 @@ def test_maximum_likelihood_by_the_forward_algorithm(tmp_path, capsys, built_mod
     x = hmm.sample(hmm.random_hmm(3, 6, 0), 50, 8, 1)  # the test sequences
     with torch.no_grad():
         assert -model.test({"x": x}) == pytest.approx(log_likelihood_by_paths(p_y, p_x, x, 3).mean().item(), rel=1e-5)
+
+
+def test_states_are_decoded_whatever_the_learned_model_calls_them():
+    """decoded(): near-deterministic emissions give the states away, so the true HMM decodes nearly all of them, by
+    pgm's posterior; the same HMM with its states numbered otherwise decodes exactly as many."""
+    k = 3
+    log_pi = torch.full((k,), 1 / k).log()
+    log_a = torch.full((k, k), 0.1).fill_diagonal_(0.8).log()
+    log_b = torch.full((k, k), 0.01).fill_diagonal_(0.98).log()
+    x, states = hmm.sample((log_pi, log_a, log_b), 40, 12, seed=3, states=True)
+    p_y, p_x = hmm.true_model((log_pi, log_a, log_b), "cpu")
+    share = hmm.decoded(p_y, p_x, x, states)
+    assert share > 95
+    order = torch.tensor([2, 0, 1])  # learned state i is true state order[i]
+    with torch.no_grad():
+        p_y.net.initial.copy_(log_pi[order]), p_y.net.table.copy_(log_a[order][:, order])
+        p_x.net.table.copy_(log_b[order])
+    assert hmm.decoded(p_y, p_x, x, states) == pytest.approx(share)
+    # and a model that confuses two states decodes fewer
+    with torch.no_grad():
+        p_x.net.table.copy_(log_b[[0, 0, 2]])
+    assert hmm.decoded(p_y, p_x, x, states) < share - 10
