@@ -353,7 +353,7 @@ class Sum(Loss):
     # ------------------------------------------------------------ evaluation
     def _eval(self, scope):
         if self.marginalize is not None:
-            return self._forward(scope)[0]
+            return _log_sum_exp(self._forward(scope)[0], 0)
         return self._run(scope)[0]
 
     def draws(self, inputs=None, **params):
@@ -380,11 +380,37 @@ class Sum(Loss):
         self.check_inputs(scope.values, params, scope.datasets)
         probes = []
         with torch.enable_grad():
-            total, support = self._forward(scope, probes)
-            marginals = torch.autograd.grad(total.sum(), probes)  # each (K, *lead): p(y_t = k | x_{1:T})
+            alpha, support = self._forward(scope, probes)
+            marginals = torch.autograd.grad(_log_sum_exp(alpha, 0).sum(), probes)  # (K, *lead): p(y_t = k|x)
         event = support.shape[1 + len(scope.lead_shape):]
         means = [(m.reshape(m.shape + (1,) * len(event)) * support).sum(0) for m in marginals]
         return torch.stack(means, len(scope.lead_shape)).detach()
+
+    @torch.no_grad()
+    def most_probable(self, inputs=None, **params):
+        r"""The most probable path of the summed-out state given the whole sequence,
+        :math:`\arg\max_{y_{1:T}} \prod_t p(x_t,y_t|y_{t-1})` (the Viterbi algorithm), its values stacked along a
+        time axis after the batch dim, ``(batch, T, *event)``: one-hot rows for a Categorical state, bits for a
+        Bernoulli one. Padded steps are 0. Only with ``marginalize``."""
+        if self.marginalize is None:
+            raise ValueError(f"Sum over {self.over}: most_probable() is the best path of a state summed out of the "
+                             f"sequence; build the Sum with marginalize='y' (y the discrete state).")
+        scope = Context.from_inputs(inputs, params)
+        self.check_inputs(scope.values, params, scope.datasets)
+        pointers = []
+        alpha, support = self._forward(scope, pointers=pointers)
+        lead_shape, k = scope.lead_shape, support.shape[0]
+        event = support.shape[1 + len(lead_shape):]
+        mask = self._step_mask(scope, len(pointers))
+        state, path = alpha.argmax(0), []  # (*lead): the best last value (the initial one where no step is real)
+        for t in reversed(range(len(pointers))):
+            index = state.clamp(max=k - 1).reshape((1,) + lead_shape + (1,) * len(event))
+            value = support.gather(0, index.expand((1,) + lead_shape + event))[0]
+            if mask is not None:  # a padded step holds the state of the real one before it: no value of its own
+                value = torch.where(mask[..., t].reshape(mask.shape[:-1] + (1,) * len(event)), value, 0)
+            path.append(value)
+            state = pointers[t].gather(0, state.unsqueeze(0))[0]  # the previous value on the best path to this one
+        return torch.stack(path[::-1], len(lead_shape))
 
     def _length(self, scope):
         where = f"Sum over {self.over}"
@@ -410,7 +436,11 @@ class Sum(Loss):
         if self.steps is not None and lengths and self.steps != next(iter(lengths.values())):
             raise ValueError(f"{where}: steps={self.steps} but the series have {next(iter(lengths.values()))} steps; "
                              f"leave steps out to read T from the series.")
-        return self.steps if self.steps is not None else next(iter(lengths.values()))
+        steps = self.steps if self.steps is not None else next(iter(lengths.values()))
+        if steps == 0:
+            raise ValueError(f"{where}: the series {self.series} have no steps (T = 0 along dim 1); give sequences of "
+                             f"at least one step (pad an empty one and mask it out).")
+        return steps
 
     def _step_mask(self, scope, steps):
         """``(batch, T)`` booleans, or None without mask or length."""
@@ -444,7 +474,9 @@ class Sum(Loss):
                 values[name] = scope.values[source], scope.lead[source]
             elif hasattr(self.initial, name):
                 value = getattr(self.initial, name)
-                like = next(iter(scope.values.values()), None)
+                # the data's floating dtype (a mask or lengths given first have none)
+                like = next((v for v in scope.values.values() if v.is_floating_point()),
+                            next(iter(scope.values.values()), None))
                 if like is not None and (value.device != like.device or
                                          (like.is_floating_point() and value.dtype != like.dtype)):
                     value = value.to(like.device, like.dtype if like.is_floating_point() else value.dtype)
@@ -590,14 +622,16 @@ class Sum(Loss):
         return total, kept
 
 
-    def _forward(self, scope, probes=None):
+    def _forward(self, scope, probes=None, pointers=None):
         """log sum over every path of the marginalized variable of exp(sum_t step_t), by the forward recursion.
 
         ``alpha`` holds, for each candidate value of the previous state (P of them: the initial value at first, then
         the K values; with a mask the K values and the initial one throughout, so that a padded step holds alpha
         wherever it is), the log-sum over the paths so far that end there. ``probes``, a list, receives one zero
         tensor (K, *lead) per step added to the step's values of y_t: the gradient of the result with respect to it
-        is the posterior probability of each value of y_t. Returns the result and the K values, (K, *lead, *event)."""
+        is the posterior probability of each value of y_t. ``pointers``, a list, turns the sums over the previous
+        value into maxima (Viterbi) and receives, per step, the best previous candidate of each value (K, *lead).
+        Returns the final ``alpha`` (P, *lead) and the K values, (K, *lead, *event)."""
         steps = self._length(scope)
         mask = self._step_mask(scope, steps)
         carried = self._initial_values(scope)
@@ -630,17 +664,36 @@ class Sum(Loss):
             if probes is not None:
                 probes.append(f.new_zeros(grid[1:], requires_grad=True))
                 f = f + probes[-1]
-            new = torch.logsumexp(alpha.unsqueeze(1) + f, 0)  # (K, *lead): over the previous value
+            if pointers is None:
+                new = _log_sum_exp(alpha.unsqueeze(1) + f, 0)  # (K, *lead): over the previous value
+            else:
+                new, best = (alpha.unsqueeze(1) + f).max(0)
             if mask is None:
                 alpha, previous = new, support if prev is not None else None
+                if pointers is not None:
+                    pointers.append(best)
             else:
                 new = torch.cat([new, new.new_full((1,) + lead_shape, float("-inf"))])
                 alpha = torch.where(mask[..., t], new, alpha)
+                if pointers is not None:  # a padded step leaves every candidate where it was
+                    stay = torch.arange(k + 1, device=best.device).reshape((k + 1,) + (1,) * len(lead_shape))
+                    best = torch.cat([best, best.new_full((1,) + lead_shape, k)])
+                    pointers.append(torch.where(mask[..., t], best, stay.expand_as(best)))
             for name, source in self.carry.items():  # series carried to the next step (x_prev <- x)
                 if name != prev and t + 1 < steps:
                     moved = {name: (values[source], lead[source])}
                     carried.update(moved if mask is None else self._hold(moved, {name: carried[name]}, mask[..., t]))
-        return torch.logsumexp(alpha, 0), support
+        return alpha, support
+
+
+def _log_sum_exp(x, dim):
+    """``torch.logsumexp`` whose gradient is 0, not nan, where every term is -inf: a value impossible both by its
+    transition and by its emission, or no path at all, must not turn every gradient into nan."""
+    top = x.detach().amax(dim, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, 0.0)
+    total = (x - top).exp().sum(dim)
+    some = total > 0
+    return torch.where(some, top.squeeze(dim) + torch.where(some, total, 1.0).log(), float("-inf"))
 
 
 def _enumerates(loss, var):

@@ -211,6 +211,67 @@ def test_the_posterior_of_each_state_given_the_whole_sequence():
         Sum(LogProb(p_x * p_y), series=["x"], carry={"y_prev": "y"}, initial={"y_prev": torch.zeros(K)}).posterior()
 
 
+def test_the_most_probable_path_is_the_best_of_every_path():
+    """most_probable(): the Viterbi path, one-hot at the real steps and 0 at padded ones, against the best of every
+    path of states, one sequence at a time."""
+    p_y, p_x = hmm()
+    x = symbols(seed=4)
+    real = (torch.arange(T) < torch.tensor([4, 3, 1, 0, 2])[:, None]).flip(-1)
+    real[0, 1] = False  # a hole inside a sequence
+    got = log_px(p_y, p_x, mask="mask").most_probable({"x": x, "mask": real})
+    expected = torch.zeros(B, T, K, dtype=torch.float64)
+    with torch.no_grad():
+        for b in range(B):
+            steps = [t for t in range(T) if real[b, t]]
+            paths = list(itertools.product(range(K), repeat=len(steps)))
+            best = max(paths, key=lambda path: path_log_prob(p_y, p_x, x[b], steps, path).item())
+            for t, state in zip(steps, best):
+                expected[b, t, state] = 1
+    assert torch.equal(got, expected)
+    unmasked = log_px(p_y, p_x).most_probable({"x": x})
+    with torch.no_grad():
+        for b in range(B):
+            paths = list(itertools.product(range(K), repeat=T))
+            best = max(paths, key=lambda path: path_log_prob(p_y, p_x, x[b], range(T), path).item())
+            assert unmasked[b].argmax(-1).tolist() == list(best)
+
+
+def test_a_state_impossible_twice_over_gets_zero_gradient_not_nan():
+    """A state the initial distribution rules out (-inf logit) that also cannot emit the symbol seen: the value
+    and the gradient are those of the sum over both paths in plain torch (0 for the impossible one, not nan)."""
+    init = nn.Parameter(torch.zeros(2, dtype=torch.float64))
+    emit = nn.Parameter(torch.tensor([[0.0, 0.5], [0.0, 0.0]], dtype=torch.float64))
+    ruled_out = torch.tensor([0.0, -torch.inf], dtype=torch.float64)
+    silent = torch.tensor([[0.0, 0.0], [-torch.inf, 0.0]], dtype=torch.float64)
+    p_y = Categorical("p(y|y_prev)", net=lambda y_prev: {"logits": (init + ruled_out).expand(y_prev.shape)})
+    p_x = Categorical("p(x|y)", net=lambda y: {"logits": y @ (emit + silent).nan_to_num(neginf=-1e300)})
+    x = torch.tensor([[[1.0, 0.0]]], dtype=torch.float64)  # one sequence of one step: symbol 0
+    loss = Sum(LogProb(p_x * p_y), series=["x"], carry={"y_prev": "y"},
+               initial={"y_prev": torch.zeros(2, dtype=torch.float64)}, marginalize="y")
+    value = loss.eval({"x": x})
+    exact = torch.logsumexp((init + ruled_out).log_softmax(-1) + (emit + silent).log_softmax(-1)[:, 0], 0)
+    torch.testing.assert_close(value[0], exact)
+    got = torch.autograd.grad(value.sum(), [init, emit])
+    want = torch.autograd.grad(exact, [init, emit])
+    for a, b in zip(got, want):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(loss.posterior({"x": x}), torch.tensor([[[1.0, 0.0]]], dtype=torch.float64))
+
+
+def test_the_initial_value_takes_the_data_s_dtype_whatever_input_comes_first():
+    """float64 networks, an initial value given in float32, and the mask the first input: the initial value is
+    cast to the data's dtype (it was left float32 when the first input was not floating)."""
+    p_y, p_x = hmm()
+    x, real = symbols(), torch.ones(B, T, dtype=torch.bool)
+    hidden = Sum(LogProb(p_x * p_y), series=["x"], carry={"y_prev": "y"}, initial={"y_prev": torch.zeros(K)},
+                 mask="mask", marginalize="y")
+    chain = Sum(LogProb(Categorical("p(x|x_prev)", net=Table(V, V))), series=["x"], carry={"x_prev": "x"},
+                initial={"x_prev": torch.zeros(V)}, mask="mask")
+    for loss in (hidden, chain):
+        torch.testing.assert_close(loss.eval({"mask": real, "x": x}), loss.eval({"x": x, "mask": real}))
+
+
 def test_bad_use_is_named():
     p_y, p_x = hmm()
     step = LogProb(p_x * p_y)
@@ -237,3 +298,7 @@ def test_bad_use_is_named():
     loss = Sum(step, series=["x"], carry={"y_prev": "y"}, initial=initial, marginalize="y")
     with pytest.raises(ValueError, match=r"sums `y` out of every path \(marginalize='y'\) and draws nothing"):
         loss.draws({"x": symbols()})
+    with pytest.raises(ValueError, match=r"^Sum over t: the series \['x'\] have no steps \(T = 0 along dim 1\)"):
+        loss.eval({"x": symbols(steps=0)})
+    with pytest.raises(ValueError, match=r"most_probable\(\) is the best path of a state summed out of the sequence"):
+        Sum(LogProb(p_x * p_y), series=["x"], carry={"y_prev": "y"}, initial=initial).most_probable()
