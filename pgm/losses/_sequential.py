@@ -373,11 +373,7 @@ class Sum(Loss):
         (the forward-backward smoother), as its mean :math:`\mathbb{E}[y_t|x_{1:T}]` stacked along a time axis after
         the batch dim, ``(batch, T, *event)``: for a one-hot Categorical state, the probabilities of its K classes;
         for a Bernoulli state, the probability of each bit. Padded steps are 0. Only with ``marginalize``."""
-        if self.marginalize is None:
-            raise ValueError(f"Sum over {self.over}: posterior() is the posterior of a state summed out of the "
-                             f"sequence; build the Sum with marginalize='y' (y the discrete state).")
-        scope = Context.from_inputs(inputs, params)
-        self.check_inputs(scope.values, params, scope.datasets)
+        scope = self._decoding_scope("posterior() is the posterior", inputs, params)
         probes = []
         with torch.enable_grad():
             alpha, support = self._forward(scope, probes)
@@ -392,11 +388,7 @@ class Sum(Loss):
         :math:`\arg\max_{y_{1:T}} \prod_t p(x_t,y_t|y_{t-1})` (the Viterbi algorithm), its values stacked along a
         time axis after the batch dim, ``(batch, T, *event)``: one-hot rows for a Categorical state, bits for a
         Bernoulli one. Padded steps are 0. Only with ``marginalize``."""
-        if self.marginalize is None:
-            raise ValueError(f"Sum over {self.over}: most_probable() is the best path of a state summed out of the "
-                             f"sequence; build the Sum with marginalize='y' (y the discrete state).")
-        scope = Context.from_inputs(inputs, params)
-        self.check_inputs(scope.values, params, scope.datasets)
+        scope = self._decoding_scope("most_probable() is the best path", inputs, params)
         pointers = []
         alpha, support = self._forward(scope, pointers=pointers)
         lead_shape, k = scope.lead_shape, support.shape[0]
@@ -411,6 +403,15 @@ class Sum(Loss):
             path.append(value)
             state = pointers[t].gather(0, state.unsqueeze(0))[0]  # the previous value on the best path to this one
         return torch.stack(path[::-1], len(lead_shape))
+
+    def _decoding_scope(self, what, inputs, params):
+        """The context of ``inputs`` for a method that decodes the summed-out state (``what`` it gives)."""
+        if self.marginalize is None:
+            raise ValueError(f"Sum over {self.over}: {what} of a state summed out of the sequence; build the Sum "
+                             f"with marginalize='y' (y the discrete state).")
+        scope = Context.from_inputs(inputs, params)
+        self.check_inputs(scope.values, params, scope.datasets)
+        return scope
 
     def _length(self, scope):
         where = f"Sum over {self.over}"
@@ -579,6 +580,15 @@ class Sum(Loss):
             held[name] = torch.where(real.reshape(shape), value, before), max(lead, before_lead)
         return held
 
+    def _step_scope(self, scope, t, carried, samples):
+        """The context of step t: the series at t, the carried values, the step's own cache of draws."""
+        values, lead = dict(scope.values), dict(scope.lead)
+        for name in self.series:
+            values[name] = scope.values[name].select(scope.lead[name], t)
+        for name, (value, n) in carried.items():
+            values[name], lead[name] = value, n
+        return Context(values, lead, scope.lead_shape, scope.params, samples, scope.datasets)
+
     def _run(self, scope, keep=False):
         steps = self._length(scope)
         mask = self._step_mask(scope, steps)
@@ -586,13 +596,9 @@ class Sum(Loss):
         lead_shape, per_step, kept, scores = scope.lead_shape, [], {}, []
         by_id = {id(d): d for d in self._drawers}  # ids now, not when written: a copied loss has copied distributions
         for t in range(steps):
-            values, lead = dict(scope.values), dict(scope.lead)
-            for name in self.series:
-                values[name] = scope.values[name].select(scope.lead[name], t)
-            for name, (value, n) in carried.items():
-                values[name], lead[name] = value, n
             samples = {}  # each step draws afresh; its terms share its draws
-            step_scope = Context(values, lead, lead_shape, scope.params, samples, scope.datasets)
+            step_scope = self._step_scope(scope, t, carried, samples)
+            values = step_scope.values
             value = self.step._eval(step_scope)
             if not isinstance(value, torch.Tensor):
                 like = next(iter(values.values()))
@@ -638,12 +644,7 @@ class Sum(Loss):
         var, prev, lead_shape = self.marginalize, self._marginal_carry, scope.lead_shape
         support = alpha = previous = None
         for t in range(steps):
-            values, lead = dict(scope.values), dict(scope.lead)
-            for name in self.series:
-                values[name] = scope.values[name].select(scope.lead[name], t)
-            for name, (value, n) in carried.items():
-                values[name], lead[name] = value, n
-            step_scope = Context(values, lead, lead_shape, scope.params, {}, scope.datasets)
+            step_scope = self._step_scope(scope, t, carried, {})
             if support is None:  # the K values, the same at every step: (K, *lead, *event)
                 support = self._enumerator.enumerate_support(step_scope)
                 k, event = support.shape[0], support.shape[1 + len(lead_shape):]
@@ -681,7 +682,7 @@ class Sum(Loss):
                     pointers.append(torch.where(mask[..., t], best, stay.expand_as(best)))
             for name, source in self.carry.items():  # series carried to the next step (x_prev <- x)
                 if name != prev and t + 1 < steps:
-                    moved = {name: (values[source], lead[source])}
+                    moved = {name: (step_scope.values[source], step_scope.lead[source])}
                     carried.update(moved if mask is None else self._hold(moved, {name: carried[name]}, mask[..., t]))
         return alpha, support
 

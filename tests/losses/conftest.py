@@ -17,6 +17,24 @@ def _tiny_networks(one_thread):
 
 
 @pytest.fixture
+def compiled_graphs(monkeypatch):
+    """The graphs Model(compile=...) compiles from then on, with the aot_eager backend (Dynamo and AOTAutograd, no
+    slow code generation): a list, empty if the step fell back to eager."""
+    from torch._dynamo.backends.registry import lookup_backend
+
+    from pgm.models import _compile
+
+    graphs = []
+
+    def backend(graph, example_inputs):
+        graphs.append(graph)
+        return lookup_backend("aot_eager")(graph, example_inputs)
+
+    monkeypatch.setattr(_compile, "BACKEND", backend)
+    return graphs
+
+
+@pytest.fixture
 def ss_hmvae():
     """The SS-HMVAE-kl distributions (docs/papers.md sections 6-7) with tiny linear networks."""
     from pgm.distributions import Bernoulli
