@@ -397,7 +397,7 @@ class Sum(Loss):
         state, path = alpha.argmax(0), []  # (*lead): the best last value (the initial one where no step is real)
         for t in reversed(range(len(pointers))):
             index = state.clamp(max=k - 1).reshape((1,) + lead_shape + (1,) * len(event))
-            value = support.gather(0, index.expand((1,) + lead_shape + event))[0]
+            value = support.expand((k,) + lead_shape + event).gather(0, index.expand((1,) + lead_shape + event))[0]
             if mask is not None:  # a padded step holds the state of the real one before it: no value of its own
                 value = torch.where(mask[..., t].reshape(mask.shape[:-1] + (1,) * len(event)), value, 0)
             path.append(value)
@@ -637,7 +637,7 @@ class Sum(Loss):
         tensor (K, *lead) per step added to the step's values of y_t: the gradient of the result with respect to it
         is the posterior probability of each value of y_t. ``pointers``, a list, turns the sums over the previous
         value into maxima (Viterbi) and receives, per step, the best previous candidate of each value (K, *lead).
-        Returns the final ``alpha`` (P, *lead) and the K values, (K, *lead, *event)."""
+        Returns the final ``alpha`` (P, *lead) and the K values, (K, 1, ..., 1, *event)."""
         steps = self._length(scope)
         mask = self._step_mask(scope, steps)
         carried = self._initial_values(scope)
@@ -648,17 +648,23 @@ class Sum(Loss):
             if support is None:  # the K values, the same at every step: (K, *lead, *event)
                 support = self._enumerator.enumerate_support(step_scope)
                 k, event = support.shape[0], support.shape[1 + len(lead_shape):]
+                # the same K values for every sequence: (K, 1, ..., 1, *event), so that a network of y_t or y_{t-1}
+                # alone (a transition, an emission) runs on K rows, not K per sequence
+                support = support[(slice(None),) + (slice(0, 1),) * len(lead_shape)]
                 alpha = support.new_zeros((1,) + lead_shape)
                 if prev is not None:
                     first, n = carried[prev]
                     previous = first.expand(lead_shape + first.shape[n:]).unsqueeze(0)
                 if mask is not None:  # the K values first, never reached before a real step, then the initial one
                     alpha = torch.cat([alpha.new_full((k,) + lead_shape, float("-inf")), alpha])
-                    previous = None if prev is None else torch.cat([support, previous])
+                    previous = None if prev is None else torch.cat([support.expand((k,) + previous.shape[1:]),
+                                                                    previous])
             grid = (alpha.shape[0], k) + lead_shape
-            new_values, new_lead = {var: support.unsqueeze(0).expand(grid + event)}, {var: len(grid)}
+            # y_t along dim 1 and y_{t-1} along dim 0, not expanded: a factor of the step reading only one of them
+            # (the emission p(x_t|y_t)) is evaluated K times per step, not K^2
+            new_values, new_lead = {var: support.unsqueeze(0)}, {var: len(grid)}
             if prev is not None:
-                new_values[prev], new_lead[prev] = previous.unsqueeze(1).expand(grid + event), len(grid)
+                new_values[prev], new_lead[prev] = previous.unsqueeze(1), len(grid)
             f = self.step._eval(step_scope.child(new_values, new_lead, torch.Size(grid)))
             if not isinstance(f, torch.Tensor) or f.shape != grid:
                 f = torch.as_tensor(f, dtype=alpha.dtype, device=alpha.device).expand(grid)
