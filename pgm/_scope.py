@@ -119,7 +119,10 @@ class Context:
         network takes them, and the leading shape ``n`` unflattens to."""
         args = [self.values[n] for n in names]
         leads = [self.lead[n] for n in names]
-        lead_shape = torch.broadcast_shapes(*(a.shape[:k] for a, k in zip(args, leads)))
+        shapes = [a.shape[:k] for a, k in zip(args, leads)]
+        # most networks take inputs of one leading shape: torch.broadcast_shapes costs a step's worth of small ops
+        same = all(s == shapes[0] for s in shapes[1:])
+        lead_shape = shapes[0] if same else torch.broadcast_shapes(*shapes)
         return [a.expand(lead_shape + a.shape[k:]).reshape((-1,) + a.shape[k:]) for a, k in zip(args, leads)], lead_shape
 
     def child(self, new_values, new_lead, lead_shape):

@@ -694,13 +694,10 @@ class Sum(Loss):
 
 
 def _log_sum_exp(x, dim):
-    """``torch.logsumexp`` whose gradient is 0, not nan, where every term is -inf: a value impossible both by its
-    transition and by its emission, or no path at all, must not turn every gradient into nan."""
-    top = x.detach().amax(dim, keepdim=True)
-    top = torch.where(torch.isfinite(top), top, 0.0)
-    total = (x - top).exp().sum(dim)
-    some = total > 0
-    return torch.where(some, top.squeeze(dim) + torch.where(some, total, 1.0).log(), float("-inf"))
+    """``torch.logsumexp`` whose gradient is 0, not nan, where every term is -inf (a value impossible both by its
+    transition and by its emission): the terms are clamped to the dtype's lowest finite number first, as
+    ``Categorical`` clamps a -inf logit, so such a slice sums to about that number instead of -inf."""
+    return torch.logsumexp(x.clamp(min=torch.finfo(x.dtype).min), dim)
 
 
 def _enumerates(loss, var):
