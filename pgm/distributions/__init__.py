@@ -11,7 +11,7 @@ from .dirichlet import Dirichlet
 from .flows import Flow
 from .gamma import Gamma
 from .laplace import Laplace
-from .mixture import Mixture
+from .mixture import InputMixture, Mixture
 from .multinomial import Multinomial
 from .normal import Normal
 from .poisson import Poisson
@@ -23,6 +23,6 @@ __all__ = [
     "Distribution", "Family", "JointDistribution", "MarginalDistribution",
     "Normal", "Bernoulli", "Categorical", "RelaxedCategorical", "RelaxedBernoulli",
     "Laplace", "Beta", "Dirichlet", "Deterministic", "ProductOfNormal",
-    "Gamma", "Poisson", "Multinomial", "Density", "Mixture", "Flow",
+    "Gamma", "Poisson", "Multinomial", "Density", "Mixture", "InputMixture", "Flow",
     "set_validation", "validation_enabled",
 ]

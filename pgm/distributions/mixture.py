@@ -1,4 +1,5 @@
-"""Mixtures of distributions of one variable: the MMVAE posterior ``1/2 q(z|x) + 1/2 q(z|w)``."""
+"""Mixtures of distributions of one variable: the MMVAE posterior ``1/2 q(z|x) + 1/2 q(z|w)``, and one
+distribution mixed over K values of its inputs, the VampPrior ``1/K sum_k q(z|u_k)``."""
 from __future__ import annotations
 
 import torch
@@ -63,6 +64,12 @@ class Mixture(Distribution):
         if bad is not None:
             self.no_log_prob_reason = f"its component {bad.prob_text}: {bad.no_log_prob_reason}"
         self._set_weights(weights, len(components))
+
+    @staticmethod
+    def at(component, weights=None, *, name="p", **inputs):
+        r"""``component`` mixed over K values of some of its inputs, :math:`\sum_k \pi_k q(z|u_k)`: e.g. the
+        VampPrior ``Mixture.at(q, x=nn.Parameter(torch.rand(K, D)))``; see :class:`InputMixture`."""
+        return InputMixture(component, weights, name=name, **inputs)
 
     def _set_weights(self, weights, k):
         self.weights_net, self.uniform = None, weights is None
@@ -223,3 +230,119 @@ class Mixture(Distribution):
         mean = sum(w * m for w, m in zip(weights, means))
         variances = [c.sample_variance(context) for c in self.components]
         return sum(w * (s + (m - mean).pow(2)) for w, s, m in zip(weights, variances, means))
+
+
+class InputMixture(Distribution):
+    r"""One conditional distribution mixed over K values of its inputs, :math:`\sum_k \pi_k q(z|u_k)`: the
+    VampPrior (Tomczak & Welling 2018), :math:`p(z) = \frac{1}{K}\sum_k q(z|u_k)` with learned pseudo-inputs
+    :math:`u_k`, written ``Mixture.at(q, x=u)`` with ``u = nn.Parameter(...)`` of shape ``(K, *x's event)``.
+
+    The component's network runs once on the K inputs per evaluation (not once per component), and its
+    parameters are shared with ``q``: the prior moves with the encoder, as the VampPrior's does. The component's
+    other conditioning variables stay conditions of the mixture (``Mixture.at(q_zxy, x=u)`` is ``p(z|y)``). A
+    BatchNorm in that network sees the K inputs as one batch, and in training mode counts them in its running
+    statistics too.
+    :math:`\log p(z) = \operatorname{logsumexp}_k (\log \pi_k + \log q(z|u_k))`; a draw picks
+    :math:`k \sim \pi` per example, then draws from :math:`q(z|u_k)` (reparameterized given k). There is no
+    closed-form KL against it: ``KL(q, prior)`` is the Monte Carlo estimate over q's draws.
+
+    Args:
+        component: the distribution mixed, e.g. the encoder ``q(z|x)``.
+        weights: ``None`` (uniform), or an ``nn.Parameter`` of K logits (learned, softmax).
+        name: the name in the signature (default ``p``).
+        **inputs: for each input mixed over, its K values, ``(K, *event)``: a tensor (fixed) or an
+            ``nn.Parameter`` (learned), registered on the mixture.
+    """
+
+    has_reparam = False  # choosing a component is not reparameterizable
+
+    def __init__(self, component, weights=None, *, name="p", **inputs):
+        nn.Module.__init__(self)
+        if not isinstance(component, Distribution) or len(getattr(component, "var", [])) != 1:
+            raise TypeError("Mixture.at takes one pgm distribution of one variable and its inputs' K values, e.g. "
+                            f"Mixture.at(q, x=pseudo_inputs); got {type(component).__name__}.")
+        where = f"Mixture.at({component.prob_text}, ...)"
+        if not inputs:
+            raise ValueError(f"{where}: name the inputs to mix over and their K values, e.g. x=nn.Parameter("
+                             f"torch.rand(K, D)); {component.prob_text} takes {component.cond_var}.")
+        unknown = [n for n in inputs if n not in component.cond_var]
+        if unknown:
+            raise ValueError(f"{where}: {unknown} are not inputs of {component.prob_text}; it takes "
+                             f"{component.cond_var}.")
+        counts = {}
+        for n, value in inputs.items():
+            if not isinstance(value, torch.Tensor) or value.dim() < 1 or not value.is_floating_point():
+                got = f"a {value.dtype} tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) \
+                    else type(value).__name__
+                raise TypeError(f"{where}: {n}= must be K values as a floating tensor (K, *event) or an "
+                                f"nn.Parameter; got {got}.")
+            counts[n] = value.shape[0]
+        if len(set(counts.values())) > 1:
+            raise ValueError(f"{where}: the inputs must hold the same number K of values along dim 0; got "
+                             f"{counts}.")
+        k = next(iter(counts.values()))
+        self.component, self.inputs = component, nn.Module()
+        for n, value in inputs.items():
+            if isinstance(value, nn.Parameter):
+                self.inputs.register_parameter(n, value)
+            else:
+                self.inputs.register_buffer(n, value.detach().clone())
+        self.name, self.var = name, list(component.var)
+        self.cond_var = [c for c in component.cond_var if c not in inputs]
+        check_names(self.prob_text, self.var, self.cond_var)
+        self.has_sample, self.has_log_prob = component.has_sample, component.has_log_prob
+        if not component.has_log_prob:
+            self.no_log_prob_reason = f"its component {component.prob_text}: {component.no_log_prob_reason}"
+        self.uniform = weights is None
+        if weights is None:
+            self.register_buffer("logits", torch.zeros(k))
+        elif isinstance(weights, nn.Parameter) and weights.shape == (k,):
+            self.logits = weights
+        else:
+            got = f"shape {tuple(weights.shape)}" if isinstance(weights, torch.Tensor) else type(weights).__name__
+            raise ValueError(f"{where}: weights must be None (uniform) or an nn.Parameter of K = {k} logits; got "
+                             f"{got}.")
+        self.k = k
+
+    def latex(self) -> str:
+        weight = r"\frac{1}{K}" if self.uniform else r"\pi_k "
+        return rf"{self.prob_text} = {weight}\sum_{{k=1}}^{{K}} {_with_index(self.component, self._mixed())}"
+
+    def _renamed(self, mapping):
+        raise ValueError(f"{self.prob_text}: rename the component before mixing it over inputs "
+                         f"(Mixture.at(q.replace_var(...), ...)).")
+
+    def _mixed(self):
+        return {n: t for n, t in [*self.inputs.named_parameters(recurse=False), *self.inputs.named_buffers(
+            recurse=False)]}
+
+    def _log_prob(self, context):
+        """logsumexp_k (log pi_k + log q(value|u_k)): the component scored at the K inputs at once."""
+        lead_shape = context.lead_shape
+        values = {n: u.reshape((self.k,) + (1,) * len(lead_shape) + u.shape[1:]) for n, u in self._mixed().items()}
+        inner = context.child(values, dict.fromkeys(values, 1 + len(lead_shape)), (self.k,) + tuple(lead_shape))
+        scores = self.component.log_prob(inner)  # (K, *lead)
+        log_pi = torch.log_softmax(self.logits, -1).reshape((self.k,) + (1,) * (scores.dim() - 1))
+        return torch.logsumexp(scores + log_pi, 0)
+
+    def _sample(self, context, sample_shape=torch.Size(), reparam=True):
+        key = (id(self), tuple(sample_shape), reparam, context.lead_shape,
+               tuple(context.values.get(c) for c in self.cond_var))
+        hit = context.samples.get(key)
+        if hit is not None:
+            return hit
+        full = torch.Size(sample_shape) + context.lead_shape
+        pick = torch.distributions.Categorical(logits=self.logits.expand(full + (self.k,)), validate_args=False)
+        index = pick.sample()  # (*full): the component of each draw
+        values = {n: u[index] for n, u in self._mixed().items()}  # (*full, *event)
+        inner = self.component.sample(context.child(values, dict.fromkeys(values, len(full)), full), reparam=reparam)
+        v = self.var[0]
+        result = {v: inner[v]}, inner.lead[v]
+        context.samples[key] = result
+        return result
+
+
+def _with_index(component, mixed):
+    """``q(z|x_k)``: the component's signature with each input mixed over indexed by k."""
+    cond = [f"{c}_k" if c in mixed else c for c in component.cond_var]
+    return f"{component.name}({','.join(component.var)}|{','.join(cond)})"

@@ -172,6 +172,40 @@ def test_vae(tmp_path, capsys, built_models):
     assert saved["history"]["test ELBO"][-1] > saved["history"]["test ELBO"][0] + 0.5  # it learned
 
 
+def test_vae_with_a_vamp_prior(tmp_path, capsys, built_models):
+    """--prior vamp: the prior is the encoder mixed over learned pseudo-inputs; the loss is -(log p(x|z) + log p(z) - log q(z|x)) at the one draw of z the decoder received, with
+    log p(z) the mean of the encoder's K densities at the pseudo-inputs, in plain torch."""
+    from pgm.distributions import InputMixture
+    record, saved, (model,) = run("vae", tmp_path, capsys, built_models, "--prior", "vamp", "--pseudo-inputs", "20")
+    assert saved["model"] == "VAE, VampPrior (K=20)" and saved["settings"]["prior"] == "vamp"
+    assert record["ELBO"] == saved["ELBO"] and saved["objective"] == EXPECTED_LATEX["vae"][0]
+    d = networks(model)
+    prior = next(p for p in model.distributions if isinstance(p, InputMixture))
+    q, p = d["q(z|x)"], d["p(x|z)"]
+    pseudo = prior.inputs.x
+    assert pseudo.shape == (20, 32) and prior.component is q
+    assert any(w is pseudo for g in model.optimizer.param_groups for w in g["params"])  # learned:
+    assert model.optimizer.state[pseudo]["exp_avg"].abs().sum() > 0  # Adam stepped it with its gradients
+    x = held_out_pairs()[0][:50]
+    seen = []
+    handle = p.net.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    try:
+        with torch.no_grad():
+            reported = model.test({"x": x})
+    finally:
+        handle.remove()
+    (z,) = seen
+    with torch.no_grad():
+        mine = q.net(x)
+        theirs = q.net(pseudo)
+        log_q = td.Normal(mine["loc"], mine["scale"]).log_prob(z).sum(-1)
+        log_prior = torch.logsumexp(td.Normal(theirs["loc"][:, None], theirs["scale"][:, None]).log_prob(z).sum(-1),
+                                    0) - math.log(20)
+        expected = -(bernoulli(x, p.net(z)) + log_prior - log_q).mean().item()
+    assert reported == pytest.approx(expected, rel=1e-5)
+    assert saved["log p(x)"] > saved["ELBO"] - 0.5
+
+
 def test_compile_option_trains_the_compiled_step(tmp_path, monkeypatch, capsys, built_models):
     """--compile inductor goes through Model(compile='inductor'); the aot_eager backend stands in for inductor (no
     code generation, the same Dynamo and AOTAutograd path) and draws random numbers as eager code does, so the run

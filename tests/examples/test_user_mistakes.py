@@ -57,6 +57,12 @@ def test_bad_option_values(script, argv, message, capsys, no_loading, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_more_pseudo_inputs_than_training_examples(capsys, tmp_path):
+    line = error_line("vae", [*VAE, "--prior", "vamp", "--pseudo-inputs", "5000", "--out", str(tmp_path)], capsys)
+    assert line == ("error: --pseudo-inputs 5000: the VampPrior starts its pseudo-inputs at training examples, and "
+                    "there are 1397; give at most that many.")
+
+
 def test_the_bounds_themselves_are_accepted():
     assert training.seed_int("0") == 0 and training.seed_int(str(2 ** 32 - 1)) == 2 ** 32 - 1
     assert training.unit_interval("0") == 0.0 and training.unit_interval("0.999") == 0.999
