@@ -263,6 +263,10 @@ class Family(Distribution):
         if value is None:
             raise MissingInputError(self._missing_message(self.var[0], scope.values))
         dist, params, lead_shape = self._distribution(scope)
+        return self._log_prob_given(dist, params, lead_shape, value)
+
+    def _log_prob_given(self, dist, params, lead_shape, value):
+        """log density of ``value`` under the torch distribution ``dist`` of ``params``, summed over the event."""
         if not value.is_floating_point():  # integer or boolean data (0/1 pixels, counts): exact as floats
             value = value.to(next(v.dtype for v in params.values() if torch.is_tensor(v) and v.is_floating_point()))
         self._check_value(value, dist, lead_shape)

@@ -316,14 +316,33 @@ class InputMixture(Distribution):
         return {n: t for n, t in [*self.inputs.named_parameters(recurse=False), *self.inputs.named_buffers(
             recurse=False)]}
 
+    # the most elements of one elementwise log-density (K x the value's): about 32 MB in float32
+    chunk_elements = 2 ** 23
+
     def _log_prob(self, context):
         """logsumexp_k (log pi_k + log q(value|u_k)): the component scored at the K inputs at once."""
         lead_shape = context.lead_shape
         values = {n: u.reshape((self.k,) + (1,) * len(lead_shape) + u.shape[1:]) for n, u in self._mixed().items()}
         inner = context.child(values, dict.fromkeys(values, 1 + len(lead_shape)), (self.k,) + tuple(lead_shape))
-        scores = self.component.log_prob(inner)  # (K, *lead)
+        scores = self._scores(inner)  # (K, *lead)
         log_pi = torch.log_softmax(self.logits, -1).reshape((self.k,) + (1,) * (scores.dim() - 1))
         return torch.logsumexp(scores + log_pi, 0)
+
+    def _scores(self, inner):
+        """log q(value|u_k) for every k, (K, *lead). The elementwise densities of K components times many values
+        (an importance-sampled log-likelihood scores thousands of draws per example) would not fit in memory at
+        once: a family's are computed K/chunks at a time, from its parameters computed once on the K inputs."""
+        component, value = self.component, inner.values.get(self.var[0])
+        if not isinstance(component, Family) or value is None or self.k * value.numel() <= self.chunk_elements:
+            return component.log_prob(inner)
+        params, lead_shape = component._params(inner)  # (K, ...): the network once on the K inputs
+        step = max(1, self.chunk_elements // value.numel())
+        scores = []
+        for start in range(0, self.k, step):
+            part = {n: v if n in component.fixed_parameters else v[start:start + step] for n, v in params.items()}
+            scores.append(component._log_prob_given(component._torch(part), part,
+                                                    (min(step, self.k - start),) + lead_shape[1:], value))
+        return torch.cat(scores)
 
     def _sample(self, context, sample_shape=torch.Size(), reparam=True):
         key = (id(self), tuple(sample_shape), reparam, context.lead_shape,

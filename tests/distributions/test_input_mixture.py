@@ -60,6 +60,29 @@ def test_the_density_is_the_mixture_of_the_components_at_the_k_inputs():
     torch.testing.assert_close(weighted.log_prob({"z": z[0]}), reference(q.net, u, z[0], logits.log_softmax(-1)))
 
 
+def test_many_values_are_scored_a_few_components_at_a_time(monkeypatch):
+    """Scoring 3 x 4 draws against K = 5 components with room for 2 components' elementwise densities at a time
+    gives the same densities and gradients, with the network still run once."""
+    torch.manual_seed(4)
+    q = Normal("q(z|x)", net=Encoder())
+    u = nn.Parameter(torch.rand(K, DX, dtype=torch.float64))
+    prior = Mixture.at(q, x=u)
+    z = torch.randn(12, DZ, dtype=torch.float64)
+    whole = prior.log_prob({"z": z})
+    grads = torch.autograd.grad(whole.sum(), [u])
+    monkeypatch.setattr(InputMixture, "chunk_elements", 2 * z.numel())
+    q.net.calls.clear()
+    chunked = prior.log_prob({"z": z})
+    assert q.net.calls == [((K, DX),)]
+    torch.testing.assert_close(chunked, whole)
+    torch.testing.assert_close(torch.autograd.grad(chunked.sum(), [u]), grads)
+    y = torch.randn(12, 3, dtype=torch.float64)  # and with another condition, batched
+    both = Mixture.at(Normal("q(z|x,y)", net=Encoder(DX + 3)), x=u)
+    chunked = both.log_prob({"z": z, "y": y})
+    monkeypatch.setattr(InputMixture, "chunk_elements", 2 ** 25)
+    torch.testing.assert_close(chunked, both.log_prob({"z": z, "y": y}))
+
+
 def test_other_conditions_stay_conditions_of_the_mixture():
     torch.manual_seed(1)
     q = Normal("q(z|x,y)", net=Encoder(DX + 3))
