@@ -168,11 +168,9 @@ class Mixture(Distribution):
         return torch.logsumexp(self._joint_log_prob(context), -1)
 
     def _sample(self, context, sample_shape=torch.Size(), reparam=True):
-        key = (id(self), tuple(sample_shape), reparam, context.lead_shape,
-               tuple(context.values.get(c) for c in self.cond_var))
-        hit = context.samples.get(key)
-        if hit is not None:
-            return hit
+        return _drawn_once(self, context, sample_shape, reparam, self._draw)
+
+    def _draw(self, context, sample_shape, reparam):
         full, v = torch.Size(sample_shape) + context.lead_shape, self.var[0]
         draws = []
         for c in self.components:  # every component draws (shared with other terms sampling it)
@@ -184,9 +182,7 @@ class Mixture(Distribution):
         logits = self._log_weights(context)
         pick = torch.distributions.Categorical(logits=logits.expand(full + logits.shape[-1:]), validate_args=False)
         index = pick.sample().reshape(full + (1,) * (1 + len(event))).expand(full + (1,) + event)
-        result = {v: stacked.gather(len(full), index).squeeze(len(full))}, len(full)
-        context.samples[key] = result
-        return result
+        return {v: stacked.gather(len(full), index).squeeze(len(full))}, len(full)
 
     def stratified_expectation(self, context, evaluate_f, sample_shape=()):
         r""":math:`\sum_k \pi_k \mathbb{E}_{q_k}[f]`, each expectation over ``sample_shape`` reparameterized draws
@@ -345,20 +341,27 @@ class InputMixture(Distribution):
         return torch.cat(scores)
 
     def _sample(self, context, sample_shape=torch.Size(), reparam=True):
-        key = (id(self), tuple(sample_shape), reparam, context.lead_shape,
-               tuple(context.values.get(c) for c in self.cond_var))
-        hit = context.samples.get(key)
-        if hit is not None:
-            return hit
+        return _drawn_once(self, context, sample_shape, reparam, self._draw)
+
+    def _draw(self, context, sample_shape, reparam):
         full = torch.Size(sample_shape) + context.lead_shape
         pick = torch.distributions.Categorical(logits=self.logits.expand(full + (self.k,)), validate_args=False)
         index = pick.sample()  # (*full): the component of each draw
         values = {n: u[index] for n, u in self._mixed().items()}  # (*full, *event)
         inner = self.component.sample(context.child(values, dict.fromkeys(values, len(full)), full), reparam=reparam)
         v = self.var[0]
-        result = {v: inner[v]}, inner.lead[v]
-        context.samples[key] = result
-        return result
+        return {v: inner[v]}, inner.lead[v]
+
+
+def _drawn_once(mixture, context, sample_shape, reparam, draw):
+    """``draw(context, sample_shape, reparam)`` once per evaluation, conditions and shape: every term sampling the
+    mixture on the same inputs shares the draw."""
+    key = (id(mixture), tuple(sample_shape), reparam, context.lead_shape,
+           tuple(context.values.get(c) for c in mixture.cond_var))
+    hit = context.samples.get(key)
+    if hit is None:
+        hit = context.samples[key] = draw(context, sample_shape, reparam)
+    return hit
 
 
 def _with_index(component, mixed):
