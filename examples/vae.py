@@ -36,8 +36,9 @@ def main(argv=None):
     group = parser.add_argument_group("prior")
     group.add_argument("--prior", choices=["normal", "vamp"], default="normal",
                        help="N(0, I), or the VampPrior: the encoder mixed over learned pseudo-inputs (default: normal)")
-    group.add_argument("--pseudo-inputs", type=training.positive_int, default=50,
-                       help="K, the VampPrior's pseudo-inputs (default: 50)")
+    group.add_argument("--pseudo-inputs", type=training.int_range(2), default=50,
+                       help="K, the VampPrior's pseudo-inputs, at least 2 (the encoder's BatchNorm sees them as one "
+                            "batch; default: 50)")
     args = parser.parse_args(argv)
     out, device = training.setup(args)
     paired = multimodal.load_data(args, device)

@@ -244,7 +244,8 @@ class InputMixture(Distribution):
 
     Args:
         component: the distribution mixed, e.g. the encoder ``q(z|x)``.
-        weights: ``None`` (uniform), or an ``nn.Parameter`` of K logits (learned, softmax).
+        weights: ``None`` (uniform), K fixed positive numbers (normalized), or an ``nn.Parameter`` of K logits
+            (learned, softmax).
         name: the name in the signature (default ``p``).
         **inputs: for each input mixed over, its K values, ``(K, *event)``: a tensor (fixed) or an
             ``nn.Parameter`` (learned), registered on the mixture.
@@ -277,6 +278,8 @@ class InputMixture(Distribution):
             raise ValueError(f"{where}: the inputs must hold the same number K of values along dim 0; got "
                              f"{counts}.")
         k = next(iter(counts.values()))
+        if k < 1:
+            raise ValueError(f"{where}: the inputs hold no values (K = 0 along dim 0); a mixture needs at least one.")
         self.component, self.inputs = component, nn.Module()
         for n, value in inputs.items():
             if isinstance(value, nn.Parameter):
@@ -289,24 +292,43 @@ class InputMixture(Distribution):
         self.has_sample, self.has_log_prob = component.has_sample, component.has_log_prob
         if not component.has_log_prob:
             self.no_log_prob_reason = f"its component {component.prob_text}: {component.no_log_prob_reason}"
-        self.uniform = weights is None
-        if weights is None:
-            self.register_buffer("logits", torch.zeros(k))
-        elif isinstance(weights, nn.Parameter) and weights.shape == (k,):
+        self.uniform, self.k = weights is None, k
+        if isinstance(weights, nn.Parameter):
+            if weights.shape != (k,):
+                raise ValueError(f"{where}: learned weights must be an nn.Parameter of K = {k} logits; got shape "
+                                 f"{tuple(weights.shape)}.")
             self.logits = weights
+        elif weights is None or isinstance(weights, (torch.Tensor, list, tuple)):
+            w = torch.ones(k) if weights is None else torch.as_tensor(weights)
+            w = w if w.is_floating_point() else w.to(torch.get_default_dtype())
+            if w.shape != (k,) or not bool((w > 0).all()):
+                raise ValueError(f"{where}: fixed weights must be K = {k} positive numbers; got "
+                                 f"{w.tolist() if w.numel() <= 10 else f'shape {tuple(w.shape)}'}. Give logits as an "
+                                 f"nn.Parameter to learn them.")
+            self.register_buffer("logits", (w / w.sum()).log().detach().clone())
         else:
-            got = f"shape {tuple(weights.shape)}" if isinstance(weights, torch.Tensor) else type(weights).__name__
-            raise ValueError(f"{where}: weights must be None (uniform) or an nn.Parameter of K = {k} logits; got "
-                             f"{got}.")
-        self.k = k
+            raise TypeError(f"{where}: weights must be None (uniform), K positive numbers or an nn.Parameter of K "
+                            f"logits; got {type(weights).__name__}.")
 
     def latex(self) -> str:
-        weight = r"\frac{1}{K}" if self.uniform else r"\pi_k "
-        return rf"{self.prob_text} = {weight}\sum_{{k=1}}^{{K}} {_with_index(self.component, self._mixed())}"
+        term = _with_index(self.component, self._mixed())
+        if self.uniform:
+            return rf"{self.prob_text} = \frac{{1}}{{K}}\sum_{{k=1}}^{{K}} {term}"
+        return rf"{self.prob_text} = \sum_{{k=1}}^{{K}} \pi_k {term}"
+
+    def extra_repr(self) -> str:
+        shapes = ", ".join(f"{n}: {tuple(u.shape)}" for n, u in self._mixed().items())
+        return f"{self.latex()}, K={self.k} ({shapes})"
 
     def _renamed(self, mapping):
-        raise ValueError(f"{self.prob_text}: rename the component before mixing it over inputs "
-                         f"(Mixture.at(q.replace_var(...), ...)).")
+        """The same mixture with its variable or its other conditions renamed (through its component, whose
+        network and inputs' values it shares); the inputs mixed over are no variables of it."""
+        mapping = {k: v for k, v in mapping.items() if k in self.var + self.cond_var}
+        if not mapping:
+            return self
+        weights = None if self.uniform else self.logits if isinstance(self.logits, nn.Parameter) else \
+            self.logits.exp()
+        return InputMixture(self.component._renamed(mapping), weights, name=self.name, **self._mixed())
 
     def _mixed(self):
         return {n: t for n, t in [*self.inputs.named_parameters(recurse=False), *self.inputs.named_buffers(
@@ -315,8 +337,19 @@ class InputMixture(Distribution):
     # the most elements of one elementwise log-density (K x the value's): about 32 MB in float32
     chunk_elements = 2 ** 23
 
+    def _check_conditions(self, context):
+        missing = [c for c in self.cond_var if c not in context.values]
+        if missing:
+            raise MissingInputError(f"{self.prob_text} needs input `{missing[0]}`; got "
+                                    f"{sorted(context.values) or 'nothing'}.")
+
     def _log_prob(self, context):
         """logsumexp_k (log pi_k + log q(value|u_k)): the component scored at the K inputs at once."""
+        self._check_conditions(context)
+        v = self.var[0]
+        if not context.lead_shape and v in context.values:  # one value, no batch: scored as a batch of one
+            value = context.values[v]
+            return self._log_prob(context.child({v: value.unsqueeze(0)}, {v: 1}, torch.Size([1]))).squeeze(0)
         lead_shape = context.lead_shape
         values = {n: u.reshape((self.k,) + (1,) * len(lead_shape) + u.shape[1:]) for n, u in self._mixed().items()}
         inner = context.child(values, dict.fromkeys(values, 1 + len(lead_shape)), (self.k,) + tuple(lead_shape))
@@ -344,6 +377,7 @@ class InputMixture(Distribution):
         return _drawn_once(self, context, sample_shape, reparam, self._draw)
 
     def _draw(self, context, sample_shape, reparam):
+        self._check_conditions(context)
         full = torch.Size(sample_shape) + context.lead_shape
         pick = torch.distributions.Categorical(logits=self.logits.expand(full + (self.k,)), validate_args=False)
         index = pick.sample()  # (*full): the component of each draw
@@ -365,6 +399,12 @@ def _drawn_once(mixture, context, sample_shape, reparam, draw):
 
 
 def _with_index(component, mixed):
-    """``q(z|x_k)``: the component's signature with each input mixed over indexed by k."""
-    cond = [f"{c}_k" if c in mixed else c for c in component.cond_var]
+    """``q(z|x_k)``: the component's signature with each input mixed over indexed by k (``x_obs`` as
+    ``x_{obs,k}``)."""
+    def indexed(name):
+        if "_" in name.strip("_"):
+            base, rest = name.split("_", 1)
+            return f"{base}_{{{rest},k}}"
+        return f"{name}_k"
+    cond = [indexed(c) if c in mixed else c for c in component.cond_var]
     return f"{component.name}({','.join(component.var)}|{','.join(cond)})"

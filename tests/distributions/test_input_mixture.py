@@ -56,7 +56,7 @@ def test_the_density_is_the_mixture_of_the_components_at_the_k_inputs():
     # learned weights: softmax of the logits
     logits = nn.Parameter(torch.randn(K, dtype=torch.float64))
     weighted = Mixture.at(q, logits, x=u)
-    assert weighted.latex() == r"p(z) = \pi_k \sum_{k=1}^{K} q(z|x_k)"
+    assert weighted.latex() == r"p(z) = \sum_{k=1}^{K} \pi_k q(z|x_k)"
     torch.testing.assert_close(weighted.log_prob({"z": z[0]}), reference(q.net, u, z[0], logits.log_softmax(-1)))
 
 
@@ -81,6 +81,34 @@ def test_many_values_are_scored_a_few_components_at_a_time(monkeypatch):
     chunked = both.log_prob({"z": z, "y": y})
     monkeypatch.setattr(InputMixture, "chunk_elements", 2 ** 25)
     torch.testing.assert_close(chunked, both.log_prob({"z": z, "y": y}))
+
+
+def test_fixed_weights_one_unbatched_value_and_printing():
+    torch.manual_seed(5)
+    q = Normal("q(z|x_obs)", net=Encoder())
+    u = torch.rand(K, DX, dtype=torch.float64)
+    weights = torch.tensor([1.0, 2.0, 3.0, 2.0, 2.0], dtype=torch.float64)
+    prior = Mixture.at(q, weights, x_obs=u)
+    assert prior.latex() == r"p(z) = \sum_{k=1}^{K} \pi_k q(z|x_{obs,k})"
+    assert "K=5 (x_obs: (5, 6))" in repr(prior)
+    draw = prior.sample({})  # one value, no batch: scored as it is
+    assert draw["z"].shape == (DZ,)
+    exact = reference(q.net, u, draw["z"], (weights / weights.sum()).log())
+    torch.testing.assert_close(prior.log_prob(draw), exact)
+    assert prior.log_prob(draw).shape == ()
+
+
+def test_renaming_goes_through_the_component():
+    q = Normal("q(z|x,y)", net=Encoder(DX + 3))
+    u = nn.Parameter(torch.rand(K, DX, dtype=torch.float64))
+    prior = Mixture.at(q, nn.Parameter(torch.zeros(K, dtype=torch.float64)), x=u)
+    p = Bernoulli("p(x|z)", net=lambda z: {"logits": z})
+    assert (p * prior).replace_var(x="w").prob_text == "p(w,z|y)"  # x of p, not an input of the prior
+    renamed = prior.replace_var(z="a", y="c")
+    assert renamed.latex() == r"p(a|c) = \sum_{k=1}^{K} \pi_k q(a|x_k,c)"
+    assert renamed.inputs.x is u and renamed.logits is prior.logits and renamed.component.net is q.net
+    a, c = torch.randn(4, DZ, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    torch.testing.assert_close(renamed.log_prob({"a": a, "c": c}), prior.log_prob({"z": a, "y": c}))
 
 
 def test_other_conditions_stay_conditions_of_the_mixture():
@@ -156,8 +184,18 @@ def test_bad_use_is_named():
     two = Normal("q(z|x,y)", net=Encoder(DX + 3))
     with pytest.raises(ValueError, match=r"the same number K of values along dim 0; got \{'x': 5, 'y': 4\}"):
         Mixture.at(two, x=torch.rand(K, DX), y=torch.rand(4, 3))
-    with pytest.raises(ValueError, match=r"weights must be None \(uniform\) or an nn.Parameter of K = 5 logits; "
-                                         r"got shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"learned weights must be an nn.Parameter of K = 5 logits; got shape "
+                                         r"\(4,\)"):
         Mixture.at(q, nn.Parameter(torch.zeros(4)), x=torch.rand(K, DX))
+    with pytest.raises(ValueError, match=r"fixed weights must be K = 5 positive numbers; got \[1.0, 0.0, 1.0, "
+                                         r"1.0, 1.0\]"):
+        Mixture.at(q, [1.0, 0.0, 1.0, 1.0, 1.0], x=torch.rand(K, DX))
+    with pytest.raises(ValueError, match=r"the inputs hold no values \(K = 0 along dim 0\)"):
+        Mixture.at(q, x=torch.rand(0, DX))
+    conditional = Mixture.at(Normal("q(z|x,y)", net=Encoder(DX + 3)), x=torch.rand(K, DX, dtype=torch.float64))
+    with pytest.raises(KeyError, match=r"p\(z\|y\) needs input `y`; got \['z'\]"):
+        conditional.log_prob({"z": torch.zeros(4, DZ, dtype=torch.float64)})
+    with pytest.raises(KeyError, match=r"p\(z\|y\) needs input `y`; got nothing"):
+        conditional.sample({}, sample_shape=3)
     with pytest.raises(TypeError, match=r"^Mixture.at takes one pgm distribution of one variable"):
         Mixture.at(q * Normal("p(w)", loc=0.0, scale=1.0, features_shape=[1]), x=torch.rand(K, DX))
