@@ -148,7 +148,8 @@ class Sum(Loss):
     ``carry={"y_prev": "y"}`` with its initial value) or not (then each step sums over ``y_t`` on its own); the
     other carried variables may only be series (``{"x_prev": "x"}``). Padded steps (``mask``, ``length``) leave
     the sum as it was, wherever they are. For any other step loss the value is
-    :math:`\log \sum_{y_{1:T}} \exp \sum_t \mathcal{L}_t`, which prints so.
+    :math:`\log \sum_{y_{1:T}} \exp \sum_t \mathcal{L}_t`, which prints so. :meth:`posterior` and
+    :meth:`most_probable` decode the state: its smoothed posterior at each step, its most probable path.
 
     >>> from pgm.distributions import Categorical
     >>> p_y = Categorical("p(y|y_prev)", net=lambda y_prev: {"logits": y_prev @ torch.eye(3)})
@@ -404,6 +405,18 @@ class Sum(Loss):
             state = pointers[t].gather(0, state.unsqueeze(0))[0]  # the previous value on the best path to this one
         return torch.stack(path[::-1], len(lead_shape))
 
+    def _values(self, step_scope):
+        """Every value of the summed-out state, (K, *lead, *event), refused with Sum's advice where too many."""
+        try:
+            return self._enumerator.enumerate_support(step_scope)
+        except ValueError as error:
+            if not _too_many(error):
+                raise
+            count = str(error).split("; use")[0]
+            raise ValueError(f"Sum over {self.over}: marginalize={self.marginalize!r}: {count}; the forward algorithm "
+                             f"would evaluate the step on every pair of them at each step. Use a state of fewer "
+                             f"values, or sample it (a Sum over E(q, ...), without marginalize).") from None
+
     def _decoding_scope(self, what, inputs, params):
         """The context of ``inputs`` for a method that decodes the summed-out state (``what`` it gives)."""
         if self.marginalize is None:
@@ -646,7 +659,7 @@ class Sum(Loss):
         for t in range(steps):
             step_scope = self._step_scope(scope, t, carried, {})
             if support is None:  # the K values, the same at every step: (K, *lead, *event)
-                support = self._enumerator.enumerate_support(step_scope)
+                support = self._values(step_scope)
                 k, event = support.shape[0], support.shape[1 + len(lead_shape):]
                 # the same K values for every sequence: (K, 1, ..., 1, *event), so that a network of y_t or y_{t-1}
                 # alone (a transition, an emission) runs on K rows, not K per sequence
@@ -691,6 +704,11 @@ class Sum(Loss):
                     moved = {name: (step_scope.values[source], step_scope.lead[source])}
                     carried.update(moved if mask is None else self._hold(moved, {name: carried[name]}, mask[..., t]))
         return alpha, support
+
+
+def _too_many(error):
+    """Whether ``error`` is a family's refusal to enumerate more values than it sums over."""
+    return isinstance(error, ValueError) and "configurations (more than" in str(error)
 
 
 def _log_sum_exp(x, dim):

@@ -290,5 +290,13 @@ def test_bad_use_is_named():
         loss.draws({"x": symbols()})
     with pytest.raises(ValueError, match=r"^Sum over t: the series \['x'\] have no steps \(T = 0 along dim 1\)"):
         loss.eval({"x": symbols(steps=0)})
+    wide = Bernoulli("p(y|y_prev)", net=Table(17, 17))
+    emit = Normal("p(x|y)", net=lambda y: {"loc": y[..., :1], "scale": torch.ones(1, dtype=torch.float64)})
+    with pytest.raises(ValueError, match=r"^Sum over t: marginalize='y': p\(y\|y_prev\): enumerating its 17 elements "
+                                         r"of 2 values each is 131072 configurations \(more than 65536\); the forward "
+                                         r"algorithm would evaluate the step on every pair"):
+        Sum(LogProb(emit * wide), series=["x"], carry={"y_prev": "y"},
+            initial={"y_prev": torch.zeros(17, dtype=torch.float64)}, marginalize="y").eval(
+            {"x": torch.randn(2, 3, 1, dtype=torch.float64)})
     with pytest.raises(ValueError, match=r"most_probable\(\) is the best path of a state summed out of the sequence"):
         Sum(LogProb(p_x * p_y), series=["x"], carry={"y_prev": "y"}, initial=initial).most_probable()
