@@ -2,6 +2,8 @@
 distribution mixed over K values of its inputs, the VampPrior ``1/K sum_k q(z|u_k)``."""
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -337,6 +339,16 @@ class InputMixture(Distribution):
     # the most elements of one elementwise log-density (K x the value's): about 32 MB in float32
     chunk_elements = 2 ** 23
 
+    @contextlib.contextmanager
+    def _naming_the_inputs(self):
+        """A component's error on the K values (a width its network does not take) says they are the mixture's."""
+        try:
+            yield
+        except ValueError as error:
+            given = ", ".join(f"`{n}` of shape {tuple(u.shape)}" for n, u in self._mixed().items())
+            raise ValueError(f"{self.prob_text}, {self.component.prob_text} mixed over the K values {given} "
+                             f"(Mixture.at): {error}") from None
+
     def _check_conditions(self, context):
         missing = [c for c in self.cond_var if c not in context.values]
         if missing:
@@ -353,7 +365,8 @@ class InputMixture(Distribution):
         lead_shape = context.lead_shape
         values = {n: u.reshape((self.k,) + (1,) * len(lead_shape) + u.shape[1:]) for n, u in self._mixed().items()}
         inner = context.child(values, dict.fromkeys(values, 1 + len(lead_shape)), (self.k,) + tuple(lead_shape))
-        scores = self._scores(inner)  # (K, *lead)
+        with self._naming_the_inputs():
+            scores = self._scores(inner)  # (K, *lead)
         log_pi = torch.log_softmax(self.logits, -1).reshape((self.k,) + (1,) * (scores.dim() - 1))
         return torch.logsumexp(scores + log_pi, 0)
 
@@ -382,7 +395,9 @@ class InputMixture(Distribution):
         pick = torch.distributions.Categorical(logits=self.logits.expand(full + (self.k,)), validate_args=False)
         index = pick.sample()  # (*full): the component of each draw
         values = {n: u[index] for n, u in self._mixed().items()}  # (*full, *event)
-        inner = self.component.sample(context.child(values, dict.fromkeys(values, len(full)), full), reparam=reparam)
+        with self._naming_the_inputs():
+            inner = self.component.sample(context.child(values, dict.fromkeys(values, len(full)), full),
+                                          reparam=reparam)
         v = self.var[0]
         return {v: inner[v]}, inner.lead[v]
 

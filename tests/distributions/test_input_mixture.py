@@ -192,6 +192,12 @@ def test_bad_use_is_named():
         Mixture.at(q, [1.0, 0.0, 1.0, 1.0, 1.0], x=torch.rand(K, DX))
     with pytest.raises(ValueError, match=r"the inputs hold no values \(K = 0 along dim 0\)"):
         Mixture.at(q, x=torch.rand(0, DX))
+    wide = Mixture.at(q, x=torch.rand(K, DX + 1, dtype=torch.float64))  # the encoder takes DX features
+    with pytest.raises(ValueError, match=r"^p\(z\), q\(z\|x\) mixed over the K values `x` of shape \(5, 7\) "
+                                         r"\(Mixture.at\): q\(z\|x\)"):
+        wide.log_prob({"z": torch.zeros(4, DZ, dtype=torch.float64)})
+    with pytest.raises(ValueError, match=r"^p\(z\), q\(z\|x\) mixed over the K values `x` of shape \(5, 7\)"):
+        wide.sample({}, sample_shape=2)
     conditional = Mixture.at(Normal("q(z|x,y)", net=Encoder(DX + 3)), x=torch.rand(K, DX, dtype=torch.float64))
     with pytest.raises(KeyError, match=r"p\(z\|y\) needs input `y`; got \['z'\]"):
         conditional.log_prob({"z": torch.zeros(4, DZ, dtype=torch.float64)})
