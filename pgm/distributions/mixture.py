@@ -362,13 +362,39 @@ class InputMixture(Distribution):
         if not context.lead_shape and v in context.values:  # one value, no batch: scored as a batch of one
             value = context.values[v]
             return self._log_prob(context.child({v: value.unsqueeze(0)}, {v: 1}, torch.Size([1]))).squeeze(0)
-        lead_shape = context.lead_shape
-        values = {n: u.reshape((self.k,) + (1,) * len(lead_shape) + u.shape[1:]) for n, u in self._mixed().items()}
-        inner = context.child(values, dict.fromkeys(values, 1 + len(lead_shape)), (self.k,) + tuple(lead_shape))
+        inner = self._at_inputs(context)
         with self._naming_the_inputs():
             scores = self._scores(inner)  # (K, *lead)
         log_pi = torch.log_softmax(self.logits, -1).reshape((self.k,) + (1,) * (scores.dim() - 1))
         return torch.logsumexp(scores + log_pi, 0)
+
+    def _at_inputs(self, context):
+        """``context`` with the K values of the inputs mixed over along a new leading dim: (K, *lead)."""
+        lead_shape = context.lead_shape
+        values = {n: u.reshape((self.k,) + (1,) * len(lead_shape) + u.shape[1:]) for n, u in self._mixed().items()}
+        return context.child(values, dict.fromkeys(values, 1 + len(lead_shape)), (self.k,) + tuple(lead_shape))
+
+    def _moments(self, context):
+        """The components' means and variances at the K inputs, (K, *lead, *event) each, and pi shaped to weigh
+        them."""
+        self._check_conditions(context)
+        inner = self._at_inputs(context)
+        with self._naming_the_inputs():
+            mean, variance = self.component.sample_mean(inner), self.component.sample_variance(inner)
+        v = self.var[0]
+        mean, variance = (m[v] if isinstance(m, dict) else m for m in (mean, variance))
+        full = (self.k,) + tuple(context.lead_shape) + mean.shape[1 + len(context.lead_shape):]
+        pi = torch.softmax(self.logits, -1).reshape((self.k,) + (1,) * (len(full) - 1))
+        return mean.expand(full), variance.expand(full), pi
+
+    def _mean(self, context):
+        mean, _, pi = self._moments(context)
+        return (pi * mean).sum(0)
+
+    def _variance(self, context):
+        """sum_k pi_k (var_k + (mean_k - mean)^2): the law of total variance."""
+        mean, variance, pi = self._moments(context)
+        return (pi * (variance + (mean - (pi * mean).sum(0)).pow(2))).sum(0)
 
     def _scores(self, inner):
         """log q(value|u_k) for every k, (K, *lead). The elementwise densities of K components times many values

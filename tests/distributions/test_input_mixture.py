@@ -98,6 +98,24 @@ def test_fixed_weights_one_unbatched_value_and_printing():
     assert prior.log_prob(draw).shape == ()
 
 
+def test_mean_and_variance_are_the_mixture_s():
+    """sample_mean and sample_variance: sum_k pi_k m_k and the law of total variance over the components at the
+    K inputs, in plain torch; per example for a mixture with another condition."""
+    torch.manual_seed(6)
+    q = Normal("q(z|x)", net=Encoder())
+    u = torch.rand(K, DX, dtype=torch.float64)
+    weights = torch.tensor([1.0, 2.0, 3.0, 2.0, 2.0], dtype=torch.float64)
+    prior = Mixture.at(q, weights, x=u)
+    p, pi = q.net(u), (weights / weights.sum())[:, None]
+    mean = (pi * p["loc"]).sum(0)
+    torch.testing.assert_close(prior.sample_mean({}), mean)
+    torch.testing.assert_close(prior.sample_variance({}), (pi * (p["scale"] ** 2 + (p["loc"] - mean) ** 2)).sum(0))
+    conditional = Mixture.at(Normal("q(z|x,y)", net=Encoder(DX + 3)), x=u)
+    y = torch.randn(4, 3, dtype=torch.float64)
+    p = conditional.component.net(u[:, None].expand(K, 4, DX), y.expand(K, 4, 3))
+    torch.testing.assert_close(conditional.sample_mean({"y": y}), p["loc"].mean(0))
+
+
 def test_renaming_goes_through_the_component():
     q = Normal("q(z|x,y)", net=Encoder(DX + 3))
     u = nn.Parameter(torch.rand(K, DX, dtype=torch.float64))

@@ -191,9 +191,15 @@ def test_a_learned_prior_left_out_of_distributions_is_warned_of():
     with pytest.warns(UserWarning, match=r"^Model: the loss uses p\(z\), whose parameters are not trained: it is not "
                                          r"in distributions\. List it there to train it"):
         Model(loss, [q, p])
+    # inside a product (ELBO(p * prior, q) scores the joint), the factor left out is named, not the product
+    from pgm.losses import ELBO
+    joint = -ELBO(p * prior, q).mean()
+    with pytest.warns(UserWarning, match=r"^Model: the loss uses p\(z\), whose parameters are not trained"):
+        Model(joint, [q, p])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Model(loss, [q, p, prior])
+        Model(joint, [q, p, prior])
         prior.requires_grad_(False)
         Model(loss, [q, p])  # frozen on purpose: nothing to say
 
