@@ -208,10 +208,13 @@ class E(Loss):
         return _reduce_samples(value + signal * (log_q - log_q.detach()), scope)
 
     def _eval_enumerated(self, scope):
-        values = self.q.enumerate_support(scope)
+        values = self.q.enumerate_support(scope)  # (N, *lead, *event): the same N values for every example
         lead = 1 + len(scope.lead_shape)
         var = self.q.var[0]
-        inner = scope.child({var: values}, {var: lead}, values.shape[:lead])
+        # kept (N, 1, ..., 1, *event): a network of the variable alone (a decoder p(x|y)) runs on N rows, not N
+        # per example
+        shape, values = values.shape[:lead], values[(slice(None),) + (slice(0, 1),) * (lead - 1)]
+        inner = scope.child({var: values}, {var: lead}, shape)
         weights = self.q.log_prob(inner).exp()
         return (weights * self.f._eval(inner)).sum(0)
 

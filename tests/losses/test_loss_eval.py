@@ -161,6 +161,21 @@ def test_enumeration_sums_over_the_classes():
     torch.testing.assert_close(value, manual)
 
 
+def test_an_enumerated_variable_reaches_its_own_network_once_per_value():
+    """E(q, f, enumerate=True): a network of the variable alone (a decoder p(x|y)) runs on the K values, not on K
+    per example, and the sum is the same as over the values expanded per example."""
+    q_y = Categorical("q(y|x)", net=Logits(4, 3))
+    decoder = Recorder(3, 4)
+    p = Bernoulli("p(x|y)", net=decoder)
+    x = torch.rand(5, 4).round()
+    value = E(q_y, LogProb(p), enumerate=True).eval({"x": x})
+    assert [tuple(seen.shape) for seen in decoder.seen] == [(3, 3)]
+    probs = q_y.net(x)["logits"].softmax(-1)
+    classes = torch.eye(3)
+    per_class = td.Bernoulli(logits=decoder.linear(classes)[:, None]).log_prob(x).sum(-1)  # (K, B)
+    torch.testing.assert_close(value, (probs.T * per_class).sum(0))
+
+
 def test_iwae_is_exact_with_the_true_posterior():
     # p(z) = N(0, 1), p(x|z) = N(z, 1): p(x) = N(0, 2) and q(z|x) = N(x/2, 1/2) is the exact posterior
     prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[1])
