@@ -76,21 +76,8 @@ class Mixture(Distribution):
     def _set_weights(self, weights, k):
         self.weights_net, self.uniform = None, weights is None
         where = f"Mixture {self.prob_text}"
-        if isinstance(weights, nn.Parameter):
-            if weights.shape != (k,):
-                raise ValueError(f"{where}: its weights must be {k} logits, one per component; got an "
-                                 f"nn.Parameter of shape {tuple(weights.shape)}.")
-            self.logits = weights
-        elif weights is None or isinstance(weights, (torch.Tensor, list, tuple)):
-            w = torch.ones(k) if weights is None else torch.as_tensor(weights)
-            w = w if w.is_floating_point() else w.to(torch.get_default_dtype())
-            if w.shape != (k,):
-                raise ValueError(f"{where}: its weights must be {k} numbers, one per component; got shape "
-                                 f"{tuple(w.shape)}.")
-            if not bool((w > 0).all()):
-                raise ValueError(f"{where}: its weights must be positive; got {w.tolist()}. Give fixed weights "
-                                 f"such as [0.3, 0.7], or logits as an nn.Parameter to learn them.")
-            self.register_buffer("logits", (w / w.sum()).log().detach().clone())
+        if _set_logits(self, weights, k, where):
+            pass
         elif callable(weights):
             if not self.cond_var:
                 raise ValueError(f"{where} has no conditioning variables for a network of weights; give fixed "
@@ -295,20 +282,7 @@ class InputMixture(Distribution):
         if not component.has_log_prob:
             self.no_log_prob_reason = f"its component {component.prob_text}: {component.no_log_prob_reason}"
         self.uniform, self.k = weights is None, k
-        if isinstance(weights, nn.Parameter):
-            if weights.shape != (k,):
-                raise ValueError(f"{where}: learned weights must be an nn.Parameter of K = {k} logits; got shape "
-                                 f"{tuple(weights.shape)}.")
-            self.logits = weights
-        elif weights is None or isinstance(weights, (torch.Tensor, list, tuple)):
-            w = torch.ones(k) if weights is None else torch.as_tensor(weights)
-            w = w if w.is_floating_point() else w.to(torch.get_default_dtype())
-            if w.shape != (k,) or not bool((w > 0).all()):
-                raise ValueError(f"{where}: fixed weights must be K = {k} positive numbers; got "
-                                 f"{w.tolist() if w.numel() <= 10 else f'shape {tuple(w.shape)}'}. Give logits as an "
-                                 f"nn.Parameter to learn them.")
-            self.register_buffer("logits", (w / w.sum()).log().detach().clone())
-        else:
+        if not _set_logits(self, weights, k, where):
             raise TypeError(f"{where}: weights must be None (uniform), K positive numbers or an nn.Parameter of K "
                             f"logits; got {type(weights).__name__}.")
 
@@ -426,6 +400,29 @@ class InputMixture(Distribution):
                                           reparam=reparam)
         v = self.var[0]
         return {v: inner[v]}, inner.lead[v]
+
+
+def _set_logits(module, weights, k, where):
+    """Register ``weights`` as ``module.logits``: an ``nn.Parameter`` of k logits (learned), or ``None`` (uniform)
+    or k positive numbers (fixed, normalized). False for any other kind (left to the caller)."""
+    if isinstance(weights, nn.Parameter):
+        if weights.shape != (k,):
+            raise ValueError(f"{where}: its weights must be {k} logits, one per component; got an nn.Parameter of "
+                             f"shape {tuple(weights.shape)}.")
+        module.logits = weights
+        return True
+    if weights is None or isinstance(weights, (torch.Tensor, list, tuple)):
+        w = torch.ones(k) if weights is None else torch.as_tensor(weights)
+        w = w if w.is_floating_point() else w.to(torch.get_default_dtype())
+        if w.shape != (k,):
+            raise ValueError(f"{where}: its weights must be {k} numbers, one per component; got shape "
+                             f"{tuple(w.shape)}.")
+        if not bool((w > 0).all()):
+            raise ValueError(f"{where}: its weights must be positive; got {w.tolist()}. Give fixed weights such as "
+                             f"[0.3, 0.7], or logits as an nn.Parameter to learn them.")
+        module.register_buffer("logits", (w / w.sum()).log().detach().clone())
+        return True
+    return False
 
 
 def _drawn_once(mixture, context, sample_shape, reparam, draw):

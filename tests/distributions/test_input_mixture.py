@@ -202,12 +202,13 @@ def test_bad_use_is_named():
     two = Normal("q(z|x,y)", net=Encoder(DX + 3))
     with pytest.raises(ValueError, match=r"the same number K of values along dim 0; got \{'x': 5, 'y': 4\}"):
         Mixture.at(two, x=torch.rand(K, DX), y=torch.rand(4, 3))
-    with pytest.raises(ValueError, match=r"learned weights must be an nn.Parameter of K = 5 logits; got shape "
-                                         r"\(4,\)"):
+    with pytest.raises(ValueError, match=r"^Mixture.at\(q\(z\|x\), ...\): its weights must be 5 logits, one per "
+                                         r"component; got an nn.Parameter of shape \(4,\)"):
         Mixture.at(q, nn.Parameter(torch.zeros(4)), x=torch.rand(K, DX))
-    with pytest.raises(ValueError, match=r"fixed weights must be K = 5 positive numbers; got \[1.0, 0.0, 1.0, "
-                                         r"1.0, 1.0\]"):
+    with pytest.raises(ValueError, match=r"its weights must be positive; got \[1.0, 0.0, 1.0, 1.0, 1.0\]"):
         Mixture.at(q, [1.0, 0.0, 1.0, 1.0, 1.0], x=torch.rand(K, DX))
+    with pytest.raises(TypeError, match=r"weights must be None \(uniform\), K positive numbers or an nn.Parameter"):
+        Mixture.at(q, "uniform", x=torch.rand(K, DX))
     with pytest.raises(ValueError, match=r"the inputs hold no values \(K = 0 along dim 0\)"):
         Mixture.at(q, x=torch.rand(0, DX))
     wide = Mixture.at(q, x=torch.rand(K, DX + 1, dtype=torch.float64))  # the encoder takes DX features
