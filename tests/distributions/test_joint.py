@@ -182,6 +182,29 @@ def test_a_marginal_of_a_marginal_keeps_every_hidden_variable():
     torch.testing.assert_close(twice.log_prob(x), torch.logsumexp(torch.stack(terms), 0))
 
 
+def test_an_enumerated_variable_reaches_its_own_network_once_per_value():
+    """The exact marginal p(x) = sum_y p(x|y) p(y) of a 2-bit y runs p(x|y)'s network on the 4 codes, not on 4 per
+    example, and equals the sum written out."""
+    seen = []
+
+    class Recording(Gaussian):
+        def forward(self, *inputs):
+            seen.append(tuple(inputs[0].shape))
+            return super().forward(*inputs)
+
+    p_x = Normal("p(x|y)", net=Recording(2, 1))
+    marginal = (p_x * Bernoulli("p(y)", probs=0.3, features_shape=[2])).marginalize_var("y")
+    x = torch.randn(5, 1)
+    value = marginal.log_prob({"x": x})
+    assert seen == [(4, 2)]
+    codes = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    prior = td.Bernoulli(probs=torch.tensor(0.3)).log_prob(codes).sum(-1)  # (4,)
+    with torch.no_grad():
+        loc = 10 * p_x.net.linear(codes)  # (4, 1)
+    per_code = td.Normal(loc[:, None], 1e-3).log_prob(x).sum(-1)  # (4, 5)
+    torch.testing.assert_close(value, torch.logsumexp(per_code + prior[:, None], 0))
+
+
 def test_a_factor_waits_for_the_factor_generating_an_input_it_could_go_without():
     """A product of experts leaves out an expert whose input is absent; inside a product whose other factor
     generates that input, it must be sampled after that factor, whatever the order written."""
