@@ -125,6 +125,12 @@ class Context:
         lead_shape = shapes[0] if same else torch.broadcast_shapes(*shapes)
         return [a.expand(lead_shape + a.shape[k:]).reshape((-1,) + a.shape[k:]) for a, k in zip(args, leads)], lead_shape
 
+    def enumerating(self, var, values):
+        """A child context in which ``var`` takes each of its N values, ``values`` as ``enumerate_support`` gives
+        them, ``(N, *lead, *event)``: its batch shape is ``(N, *lead)``."""
+        lead = 1 + len(self.lead_shape)
+        return self.child({var: one_per_value(values, lead)}, {var: lead}, values.shape[:lead])
+
     def child(self, new_values, new_lead, lead_shape):
         """A context with ``new_values`` added (each with its number of leading dims in ``new_lead``) and
         ``lead_shape`` as its batch shape, sharing this one's draws: what an expectation evaluates ``f`` in."""
@@ -136,3 +142,10 @@ class Context:
 
 
 Scope = Context  # the name the implementation uses
+
+
+def one_per_value(values, lead):
+    """``values`` ``(N, *batch, *event)`` whose ``lead`` leading dims hold the same N values for every example (a
+    discrete variable's support), kept ``(N, 1, ..., 1, *event)``: a network of the variable alone then runs on the
+    N values once, not once per value and example."""
+    return values[(slice(None),) + (slice(0, 1),) * (lead - 1)]

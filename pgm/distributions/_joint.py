@@ -179,11 +179,7 @@ class MarginalDistribution(JointDistribution):
         for f in self._order([v for v in scope.values if v not in self.hidden]):
             if not any(h in f.var for h in self.hidden):
                 continue
-            values = f.enumerate_support(inner)  # (N, *lead, *event): the same N values for every example
-            lead = 1 + len(inner.lead_shape)
-            # kept (N, 1, ..., 1, *event): a network of the variable alone runs on the N values once
-            shape, values = values.shape[:lead], values[(slice(None),) + (slice(0, 1),) * (lead - 1)]
-            inner = inner.child({f.var[0]: values}, {f.var[0]: lead}, shape)
+            inner = inner.enumerating(f.var[0], f.enumerate_support(inner))
         log_joint = JointDistribution._log_prob(self, inner)
         extra = log_joint.dim() - len(scope.lead_shape)
         return torch.logsumexp(log_joint.reshape((-1,) + log_joint.shape[extra:]), 0) if extra > 0 else log_joint

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .._errors import MissingInputError
-from .._scope import Context
+from .._scope import Context, one_per_value
 from ..distributions import Distribution, JointDistribution
 from . import _printing
 from ._base import Loss
@@ -661,9 +661,7 @@ class Sum(Loss):
             if support is None:  # the K values, the same at every step: (K, *lead, *event)
                 support = self._values(step_scope)
                 k, event = support.shape[0], support.shape[1 + len(lead_shape):]
-                # the same K values for every sequence: (K, 1, ..., 1, *event), so that a network of y_t or y_{t-1}
-                # alone (a transition, an emission) runs on K rows, not K per sequence
-                support = support[(slice(None),) + (slice(0, 1),) * len(lead_shape)]
+                support = one_per_value(support, 1 + len(lead_shape))  # (K, 1, ..., 1, *event)
                 alpha = support.new_zeros((1,) + lead_shape)
                 if prev is not None:
                     first, n = carried[prev]

@@ -208,13 +208,7 @@ class E(Loss):
         return _reduce_samples(value + signal * (log_q - log_q.detach()), scope)
 
     def _eval_enumerated(self, scope):
-        values = self.q.enumerate_support(scope)  # (N, *lead, *event): the same N values for every example
-        lead = 1 + len(scope.lead_shape)
-        var = self.q.var[0]
-        # kept (N, 1, ..., 1, *event): a network of the variable alone (a decoder p(x|y)) runs on N rows, not N
-        # per example
-        shape, values = values.shape[:lead], values[(slice(None),) + (slice(0, 1),) * (lead - 1)]
-        inner = scope.child({var: values}, {var: lead}, shape)
+        inner = scope.enumerating(self.q.var[0], self.q.enumerate_support(scope))
         weights = self.q.log_prob(inner).exp()
         return (weights * self.f._eval(inner)).sum(0)
 

@@ -168,11 +168,8 @@ class Model:
         """A distribution the loss uses whose trainable parameters no objective trains (a learned prior left out of
         ``distributions``) would silently stay as initialized: say so."""
         trained = {id(p) for o in self.objectives for p in o.parameters}
-
-        def factors(d):  # a product is named by the factor left out, p(z), not as p(x,z)
-            inner = getattr(d, "factors", None)
-            return [f for factor in inner for f in factors(factor)] if inner else [d]
-        left = [d.prob_text for loss in losses for top in loss.distributions for d in factors(top)
+        # a product (already flat) is named by the factor left out, p(z), not as p(x,z)
+        left = [d.prob_text for loss in losses for top in loss.distributions for d in getattr(top, "factors", [top])
                 if any(p.requires_grad and id(p) not in trained for p in d.parameters())]
         if left:
             left = list(dict.fromkeys(left))
