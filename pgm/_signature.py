@@ -38,3 +38,11 @@ def check_names(where, var, cond):
 def format_signature(name, var, cond):
     text = f"{name}({','.join(var)}"
     return text + (f"|{','.join(cond)})" if cond else ")")
+
+
+def subscript(name, index):
+    """``x`` -> ``x_{t}``-style LaTeX: ``x_t``, ``z_{t-1}``; ``h_dec`` -> ``h_{dec,t}``."""
+    if "_" in name.strip("_"):
+        base, rest = name.split("_", 1)
+        return f"{base}_{{{rest},{index}}}"
+    return f"{name}_{index}" if len(index) == 1 else f"{name}_{{{index}}}"

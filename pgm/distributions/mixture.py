@@ -9,7 +9,7 @@ from torch import nn
 
 from .._errors import MissingInputError
 from .._scope import Context
-from .._signature import check_names
+from .._signature import check_names, subscript
 from ._base import Distribution
 from ._family import Family
 
@@ -439,10 +439,5 @@ def _drawn_once(mixture, context, sample_shape, reparam, draw):
 def _with_index(component, mixed):
     """``q(z|x_k)``: the component's signature with each input mixed over indexed by k (``x_obs`` as
     ``x_{obs,k}``)."""
-    def indexed(name):
-        if "_" in name.strip("_"):
-            base, rest = name.split("_", 1)
-            return f"{base}_{{{rest},k}}"
-        return f"{name}_k"
-    cond = [indexed(c) if c in mixed else c for c in component.cond_var]
+    cond = [subscript(c, "k") if c in mixed else c for c in component.cond_var]
     return f"{component.name}({','.join(component.var)}|{','.join(cond)})"

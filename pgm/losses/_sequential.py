@@ -14,6 +14,7 @@ from torch import nn
 
 from .._errors import MissingInputError
 from .._scope import Context, one_per_value
+from .._signature import subscript
 from ..distributions import Distribution, JointDistribution
 from . import _printing
 from ._base import Loss
@@ -43,14 +44,6 @@ def _flat(distributions):
             if all(f is not o for o in out):
                 out.append(f)
     return out
-
-
-def _subscript(name, index):
-    """``x`` -> ``x_{t}``-style LaTeX: ``x_t``, ``z_{t-1}``; ``h_dec`` -> ``h_{dec,t}``."""
-    if "_" in name.strip("_"):
-        base, rest = name.split("_", 1)
-        return f"{base}_{{{rest},{index}}}"
-    return f"{name}_{index}" if len(index) == 1 else f"{name}_{{{index}}}"
 
 
 _SIGNATURE = re.compile(r"(?P<head>[A-Za-z_][A-Za-z0-9_]*(?:[_^]\{[^{}()]*\})*)\((?P<args>[A-Za-z0-9_ ,|]*)\)")
@@ -325,10 +318,10 @@ class Sum(Loss):
     def _names(self):
         """How each step variable prints: series and draws at t, carried ones at t-1."""
         t = self.over
-        names = {v: _subscript(v, t) for v in self.series}
+        names = {v: subscript(v, t) for v in self.series}
         for d in _flat(self.step._distributions()) + self._carry_distributions:
-            names.update({v: _subscript(v, t) for v in d.var})
-        names.update({k: _subscript(self._source(k), f"{t}-1") for k in self.carry})
+            names.update({v: subscript(v, t) for v in d.var})
+        names.update({k: subscript(self._source(k), f"{t}-1") for k in self.carry})
         return names
 
     def _sym(self):
@@ -337,7 +330,7 @@ class Sum(Loss):
         if self.marginalize is None:
             return _printing.Wrapped(rf"\sum_{{{t}=1}}^{{{end}}} \left[", r"\right]", f"sum_{{{t}=1}}^{{{end}}} [",
                                      "]", _rename(self.step._sym(), self._names()))
-        paths = _subscript(self.marginalize, f"1:{end}")
+        paths = subscript(self.marginalize, f"1:{end}")
         if isinstance(self.step, LogProb):  # log sum_y prod_t p(x_t, y_t|y_{t-1})
             p = self.step.p
             inner = _rename(_printing.Term(p.symbol, p.prob_text), self._names())
