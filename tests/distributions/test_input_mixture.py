@@ -169,8 +169,7 @@ def test_draws_pick_components_by_weight_and_are_reparameterized_given_the_compo
 def test_a_vamp_prior_vae_trains_its_pseudo_inputs():
     torch.manual_seed(3)
     q = Normal("q(z|x)", net=Encoder())
-    p = Bernoulli("p(x|z)", net=lambda z: {"logits": z.repeat(1, DX // DZ) if z.dim() == 2 else z.repeat_interleave(
-        DX // DZ, -1)})
+    p = Bernoulli("p(x|z)", net=lambda z: {"logits": z.repeat_interleave(DX // DZ, -1)})
     u = nn.Parameter(torch.rand(K, DX, dtype=torch.float64))
     prior = Mixture.at(q, x=u)
     kl = KL(q, prior)
