@@ -34,6 +34,13 @@ def validation_enabled() -> bool:
     return _VALIDATION["enabled"]
 
 
+def capturing() -> bool:
+    """Whether a CUDA graph is being captured (or Dynamo traces): no value may be read back to the host then."""
+    if torch.compiler.is_compiling():
+        return True
+    return torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing()
+
+
 def _as_shape(sample_shape):
     if isinstance(sample_shape, int):
         if sample_shape < 1:

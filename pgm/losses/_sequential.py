@@ -15,7 +15,8 @@ from torch import nn
 from .._errors import MissingInputError
 from .._scope import Context, one_per_value
 from .._signature import subscript
-from ..distributions import Distribution, JointDistribution
+from ..distributions import Distribution, JointDistribution, validation_enabled
+from ..distributions._base import capturing
 from . import _printing
 from ._base import Loss
 from ._terms import LogProb
@@ -464,7 +465,10 @@ class Sum(Loss):
             if value.dim() != n or value.is_floating_point():
                 raise ValueError(f"{where}: length `{name}` must hold one integer per sequence, shape (batch,); got "
                                  f"{value.dtype} of shape {tuple(value.shape)}.")
-            if not torch.compiler.is_compiling() and bool(((value < 0) | (value > steps)).any()):
+            # checked where it costs no wait for the device: on the first step, or with the lengths on the CPU
+            # (never while a CUDA graph is captured, nor on a deferred step's device tensor)
+            check = validation_enabled() or value.device.type == "cpu"
+            if check and not capturing() and bool(((value < 0) | (value > steps)).any()):
                 raise ValueError(f"{where}: length `{name}` must lie in [0, {steps}] (T = {steps} steps); got values "
                                  f"from {int(value.min())} to {int(value.max())}.")
             return torch.arange(steps, device=value.device) < value.unsqueeze(-1)
@@ -607,8 +611,8 @@ class Sum(Loss):
             values = step_scope.values
             value = self.step._eval(step_scope)
             if not isinstance(value, torch.Tensor):
-                like = next(iter(values.values()))
-                value = torch.as_tensor(value, dtype=like.dtype, device=like.device).expand(lead_shape)
+                like = next(iter(values.values()))  # a number: filled on the device (no copy from the host)
+                value = like.new_full(lead_shape, value)
             per_step.append(value)
             if self.carry or keep:
                 found, other = self._draws(samples, lead_shape, by_id)
@@ -671,7 +675,7 @@ class Sum(Loss):
                 new_values[prev], new_lead[prev] = previous.unsqueeze(1), len(grid)
             f = self.step._eval(step_scope.child(new_values, new_lead, torch.Size(grid)))
             if not isinstance(f, torch.Tensor) or f.shape != grid:
-                f = torch.as_tensor(f, dtype=alpha.dtype, device=alpha.device).expand(grid)
+                f = (f.to(alpha.dtype) if isinstance(f, torch.Tensor) else alpha.new_full((), f)).expand(grid)
             if probes is not None:
                 probes.append(f.new_zeros(grid[1:], requires_grad=True))
                 f = f + probes[-1]

@@ -36,6 +36,34 @@ class NonFiniteLossError(FloatingPointError):
         self.loss, self.terms, self.checkpoint = loss, list(terms), checkpoint
 
 
+class NonFiniteGradientError(NonFiniteLossError):
+    """The loss was finite but its gradient was not (a ``sqrt`` or ``log`` at 0 in a branch the loss does not
+    use, say); the message names the parameters whose gradients were, where it can.
+
+    Raised before the optimizer update, as :class:`NonFiniteLossError` (which catches it too).
+    """
+
+
+def non_finite_gradient_report(value, modules=None, parameters=()):
+    """A NonFiniteGradientError for a step whose loss is ``value``; with ``modules`` (the model's networks), naming
+    those of ``parameters`` whose gradients are not finite."""
+    parts = [f"the loss is {value} but its gradient is not finite"]
+    if modules is not None:
+        bad = {id(p) for p in parameters if p.grad is not None and not bool(torch.isfinite(p.grad).all())}
+        named = []
+        for module in modules:
+            names = [n for n, p in module.named_parameters() if id(p) in bad]
+            if names:
+                who = getattr(module, "prob_text", type(module).__name__)
+                named.append(f"{who} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
+        if named:
+            parts.append("non-finite gradients of " + ", ".join(named))
+    message = "; ".join(parts) + (" (a function whose derivative is infinite where the loss reads it: sqrt or log "
+                                  "at 0, say). The optimizer step was skipped, so the parameters are those from "
+                                  "before it.")
+    return NonFiniteGradientError(message, loss=value)
+
+
 def _reference(distribution):
     """A floating parameter or buffer of ``distribution``, whose device and dtype inputs must match."""
     for t in itertools.chain(distribution.parameters(), distribution.buffers()):

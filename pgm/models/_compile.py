@@ -28,6 +28,7 @@ import torch
 
 from . import _checks
 from ._checks import validation
+from . import _step
 from ._step import EagerStep
 
 MODES = ("inductor", "cudagraph")
@@ -267,7 +268,7 @@ class InductorStep(_CompiledStep):
             self._run(self._update, lambda: EagerStep.update(self))
 
     def guarded_update(self, value):
-        if self._eager_update or getattr(self.optimizer, "_step_supports_amp_scaling", False):
+        if self._eager_update or _step.fused(self.optimizer):
             # a fused optimizer's update is one kernel already, and Dynamo does not pass it the found-inf flag
             EagerStep.guarded_update(self, value)
         else:
@@ -289,13 +290,20 @@ class CUDAGraphs:
         torch.cuda.set_rng_state(state, self.device)
 
     def warmup(self, fn, times):
-        # on a side stream, as torch.cuda.graph's documentation asks (cuBLAS handles, autograd's lazy setup)
+        # on a side stream, as torch.cuda.graph's documentation asks (cuBLAS handles, autograd's lazy setup); the
+        # default stream waits for it whether or not the warm-up got through
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream):
-            for _ in range(times):
-                fn()
-        torch.cuda.current_stream(self.device).wait_stream(stream)
+        try:
+            with torch.cuda.stream(stream):
+                for _ in range(times):
+                    fn()
+        finally:
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+
+    def pool(self):
+        """A memory pool the graphs of one step share (they never run at once)."""
+        return torch.cuda.graph_pool_handle()
 
     def capture(self, fn, pool=None):
         graph = torch.cuda.CUDAGraph()
@@ -337,21 +345,62 @@ class _Captured:
     __slots__ = ("inputs", "params", "loss", "graph", "grads")
 
 
+# torch warns when an optimizer built (here: made) capturable steps outside a capture, as the warm-up must
+_UNCAPTURED = r"This instance was constructed with capturable=True"
+
+# optimizers whose capturable update reads a tensor lr on the device (the others read it on the host: .item())
+TENSOR_LR = (torch.optim.Adam, torch.optim.AdamW)
+
+
+def _frozen(optimizer, tensor_lr):
+    """What a capture freezes of the optimizer's settings: every hyper-parameter of every param group (lr too,
+    unless it is read from a tensor), as a comparable tuple."""
+    def plain(value):
+        if isinstance(value, torch.Tensor):
+            return ("tensor", id(value))  # the user's own tensor, read on the device at each replay
+        if isinstance(value, (list, tuple)):
+            return tuple(plain(v) for v in value)
+        return value
+    return tuple(tuple(sorted((k, plain(v)) for k, v in group.items()
+                              if k not in ("params", "capturable") and not (k == "lr" and tensor_lr)))
+                 for group in optimizer.param_groups)
+
+
+def _changed(before, after):
+    """The names of the hyper-parameters that differ between two ``_frozen`` settings."""
+    names = set()
+    for old, new in zip(before, after):
+        old, new = dict(old), dict(new)
+        names |= {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+    return sorted(names)
+
+
 class CUDAGraphStep(_CompiledStep):
     """The whole training step (forward, backward, the non-finite check and the guarded update) as one CUDA
     graph, replayed on static copies of the inputs; one graph per input signature (a last batch of another size
-    gets its own). A synchronous step reads the loss after the replay: a non-finite one has already made the
-    update a no-op on the device, and raises."""
+    gets its own), all in one memory pool. A synchronous step reads the loss after the replay: a non-finite one
+    (or a non-finite gradient) has already made the update a no-op on the device, and raises.
+
+    What a graph freezes is watched: the Parameter values given as tensors are copied into the graph's own before
+    each replay, as the inputs are; lr is a device tensor filled before each replay for optimizers that read it
+    there (Adam, AdamW); any other optimizer setting a scheduler changes (SGD's lr, betas, momentum, weight decay)
+    is baked into the graph, so a change recaptures the step, with a warning from the second change on.
+    """
 
     kind = "cudagraph"
+    autocast_cache = False  # a cache inside a graph would hold the casts made while capturing
     warmup_steps = 2
-    max_graphs = 16  # input signatures captured; each graph keeps its own memory on the device
+    max_graphs = 16  # input signatures captured
 
     def __init__(self, model, objective, graphs=None):
         super().__init__(model, objective)
         self.graphs = graphs if graphs is not None else CUDAGraphs(model.device)
         self.captured = {}
         self._lr = []  # [param group, 0-dim lr tensor the graph reads, value it holds]
+        self._tensor_lr_ok = isinstance(self.optimizer, TENSOR_LR)
+        self._settings = None  # the optimizer's settings the graphs froze
+        self._recaptures = 0  # captures made again because a setting changed
+        self._pool = None
 
     def _tensor_values(self):
         """The Parameter values the user gave as tensors: copied into the graph's own before each replay, as the
@@ -359,14 +408,19 @@ class CUDAGraphStep(_CompiledStep):
         return {k: v for k, v in (self.given or {}).items() if isinstance(v, torch.Tensor)}
 
     def _signature(self, inputs, params):
-        parts = [_layout(inputs), tuple(sorted(params)), _layout(self._tensor_values())]
-        # optimizers without tensor-lr support bake lr into the graph: recapture when it changes
-        parts.append(tuple(g["lr"] for g in self.optimizer.param_groups if "capturable" not in g))
-        return tuple(parts)
+        return _layout(inputs), tuple(sorted(params)), _layout(self._tensor_values())
+
+    def _static_copy(self, tensor):
+        """A copy the graph reads, on the model's device and, if floating, in its dtype: a 0-dim CPU tensor would be
+        read once, when the graph is captured."""
+        reference = self.model._reference
+        dtype = reference.dtype if tensor.is_floating_point() else tensor.dtype
+        return tensor.detach().to(device=reference.device, dtype=dtype, copy=True)
 
     def compiled_train(self, inputs, params, sync):
         if not self.deferrable():
             return self.first(inputs, params)
+        self._check_settings()
         key = self._signature(inputs, params)
         captured = self.captured.get(key)
         if captured is None and len(self.captured) >= self.max_graphs:
@@ -394,20 +448,44 @@ class CUDAGraphStep(_CompiledStep):
             return self.defer(captured.loss.clone(), inputs, params)
         watch = self._watch
         watch.host_count += 1
-        loss = captured.loss.item()
+        loss, skipped = torch.stack((captured.loss, watch.skip.to(captured.loss.dtype))).tolist()  # one read
         if not math.isfinite(loss):
             watch.reset()
             raise _checks.non_finite_report(self.loss, inputs, params, self.model.users, loss)
+        if skipped:
+            watch.reset()
+            raise _checks.non_finite_gradient_report(loss, self.model.distributions, parameters)
         return loss
+
+    def _check_settings(self):
+        """Drop the graphs if an optimizer setting they froze has changed since (a scheduler's), so that the step
+        is captured again with the new one; warn from the second time on, since each costs a capture."""
+        settings = _frozen(self.optimizer, self._tensor_lr_ok)
+        if self._settings is None or settings == self._settings:
+            self._settings = settings
+            return
+        changed = _changed(self._settings, settings)
+        self._settings = settings
+        self.captured.clear()
+        self._recaptures += 1
+        if self._recaptures == 2:
+            advice = ("schedule only lr, with Adam or AdamW (whose lr the graph reads from the device; "
+                      "OneCycleLR(..., cycle_momentum=False))" if self._tensor_lr_ok
+                      else "use Adam or AdamW, whose lr the graph reads from the device")
+            warnings.warn(
+                f"Model(compile={self.model.compile!r}): the optimizer's {', '.join(changed)} changed again; a CUDA "
+                f"graph freezes it, so the training step is captured again at each change, which is slower than "
+                f"not capturing when it changes every step. To keep one graph, {advice}; or use "
+                f"compile='inductor'.", UserWarning, stacklevel=6)
 
     def _capture(self, inputs, params, key):
         graphs = self.graphs
-        if len(self.captured) and key[-1] != next(iter(self.captured))[-1]:
-            self.captured.clear()  # lr changed for an optimizer that bakes it in: the old graphs are stale
         self.watch()
+        if self._pool is None:
+            self._pool = graphs.pool()
         captured = _Captured()
         captured.inputs = _map_tensors(lambda t: t.detach().clone(), inputs)
-        captured.params = {**params, **{k: v.detach().clone() for k, v in self._tensor_values().items()}}
+        captured.params = {**params, **{k: self._static_copy(v) for k, v in self._tensor_values().items()}}
 
         def forward_backward():
             # Python only during capture; on the CPU stand-in it makes replay overwrite the gradients,
@@ -422,43 +500,60 @@ class CUDAGraphStep(_CompiledStep):
             EagerStep.guarded_update(self, captured.loss)
 
         # the warm-up runs the whole step, the update's kernels too, but must not train: its updates are no-ops
-        # (as after a non-finite loss), and BatchNorm statistics, the random state and the record are put back
+        # (as after a non-finite loss); BatchNorm statistics, the random state and the record are put back whether
+        # or not the warm-up and the capture get through (an eager step follows a failure)
         model, watch = self.model, self._watch
-        buffers = [(b, b.detach().clone()) for b in model.distributions.buffers()]
-        record = [(t, t.clone()) for t in (watch.count, watch.bad_at, watch.bad_value, watch.skip)]
+        kept = [(b, b.detach().clone()) for b in model.distributions.buffers()]
+        kept += [(t, t.clone()) for t in (watch.count, watch.bad_at, watch.bad_value, watch.skip)]
         rng = graphs.get_rng_state()
         had_state = set(self.optimizer.state)
         self._tensors = None
-        with validation(False), self._tensor_lr(), self._capturable():
-            watch.bad_at.fill_(0)
-            graphs.warmup(step, self.warmup_steps)
-            with torch.no_grad():
-                for tensor, saved in buffers + record:
-                    tensor.copy_(saved)
-                # state the warm-up created (a parameter without a gradient until now) starts as it would have:
-                # zeros, made here rather than inside the graph, which would make them again at every replay
-                for p in set(self.optimizer.state) - had_state:
-                    for value in self.optimizer.state[p].values():
-                        if isinstance(value, torch.Tensor):
-                            value.zero_()
+        try:
+            with validation(False), self._tensor_lr(), self._capturable():
+                watch.bad_at.fill_(0)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=_UNCAPTURED)
+                    graphs.warmup(step, self.warmup_steps)
+                self._put_back_after_warmup(kept, had_state)
+                graphs.set_rng_state(rng)
+                self.zero_grad()
+                self._tensors = None  # the state tensors, those just made included
+                captured.graph = graphs.capture(step, pool=self._pool)
+        except BaseException:
+            self._put_back_after_warmup(kept, had_state)
             graphs.set_rng_state(rng)
-            self.zero_grad()
-            self._tensors = None  # the state tensors, those just made included
-            captured.graph = graphs.capture(step)
+            self._tensors = None
+            raise
         captured.grads = [p.grad for p in self.objective.parameters]
+        if self._settings is None:
+            self._settings = _frozen(self.optimizer, self._tensor_lr_ok)
         self.captured[key] = captured
         return captured
+
+    def _put_back_after_warmup(self, kept, had_state):
+        with torch.no_grad():
+            for tensor, saved in kept:
+                tensor.copy_(saved)
+            # state the warm-up created (a parameter without a gradient until now) starts as it would have:
+            # zeros, made here rather than inside the graph, which would make them again at every replay
+            for p in set(self.optimizer.state) - had_state:
+                for value in self.optimizer.state[p].values():
+                    if isinstance(value, torch.Tensor):
+                        value.zero_()
 
     @contextlib.contextmanager
     def _tensor_lr(self):
         """Capture the update reading lr from a tensor (filled before each replay), so schedulers work.
 
-        Only for optimizers with a ``capturable`` option, which accept a tensor lr; the param group keeps
-        its float outside the capture, so the state dict is unchanged.
+        Only for optimizers whose capturable update reads a tensor lr on the device (Adam, AdamW); the param group
+        keeps its float outside the capture, so the state dict is unchanged.
         """
+        if not self._tensor_lr_ok:
+            yield
+            return
         known = {id(entry[0]) for entry in self._lr}
         for group in self.optimizer.param_groups:
-            if "capturable" in group and not isinstance(group["lr"], torch.Tensor) and id(group) not in known:
+            if not isinstance(group["lr"], torch.Tensor) and id(group) not in known:
                 tensor = torch.tensor(float(group["lr"]), dtype=torch.float32, device=group["params"][0].device)
                 self._lr.append([group, tensor, float(group["lr"])])
         floats = []
@@ -476,8 +571,8 @@ class CUDAGraphStep(_CompiledStep):
             self._warned_too_many = True
             warnings.warn(
                 f"Model(compile={self.model.compile!r}): {self.max_graphs} input shapes are captured already (one "
-                f"CUDA graph and its memory each); steps on other shapes run eagerly. Pad or bucket the batches "
-                f"to a few shapes (sequence lengths) to keep every step captured.",
+                f"CUDA graph each); steps on other shapes run eagerly. Pad or bucket the batches to a few shapes "
+                f"(sequence lengths) to keep every step captured.",
                 UserWarning, stacklevel=6)
 
     @contextlib.contextmanager
@@ -508,22 +603,12 @@ class CUDAGraphStep(_CompiledStep):
                 entry[2] = group["lr"]
 
 
-def _pool(graph):
-    pool = getattr(graph, "pool", None)
-    return pool() if callable(pool) else None
-
-
 def make_capturable(optimizer):
     """Turn on ``capturable`` where the optimizer has it, moving step counters to the parameters' device."""
     for group in optimizer.param_groups:
-        if "capturable" not in group:
-            continue
-        group["capturable"] = True
-        for p in group["params"]:
-            state = optimizer.state.get(p, {})
-            step = state.get("step")
-            if isinstance(step, torch.Tensor) and step.device != p.device:
-                state["step"] = step.to(p.device)
+        if "capturable" in group:
+            group["capturable"] = True
+    _step.place_steps(optimizer)
 
 
 def build(mode, model, objective):

@@ -3,9 +3,9 @@
 :class:`EagerStep` is the step; the compiled kinds in ``_compile.py`` compile or capture its pieces
 (:meth:`EagerStep.forward_backward`, :meth:`EagerStep.update`, :meth:`EagerStep.guarded_update`), so that every
 kind computes the same numbers. A step is *synchronous* (``sync=True``: the loss is read on the host before the
-update, and a non-finite loss raises before the parameters change) or *deferred* (``sync=False``: the loss stays
-on the device, a non-finite one makes the update a no-op there, as ``torch.amp.GradScaler`` does with its
-found-inf flag, and :meth:`EagerStep.settle` reports it at the next read).
+update, and a non-finite loss or gradient raises before the parameters change) or *deferred* (``sync=False``: the
+loss stays on the device, a non-finite loss or gradient makes the update a no-op there, as ``torch.amp.GradScaler``
+does with its found-inf flag, and :meth:`EagerStep.settle` reports it at the next read).
 """
 from __future__ import annotations
 
@@ -40,11 +40,36 @@ def check_precision(precision):
     return precision
 
 
-def autocast(precision, device):
-    """The autocast context of a forward pass in ``precision`` on ``device``."""
+def autocast(precision, device, cache_enabled=True):
+    """The autocast context of a forward pass in ``precision`` on ``device`` (``cache_enabled=False`` inside a
+    CUDA graph: a cache would hold casts of the parameters made while capturing)."""
     if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache_enabled)
     return contextlib.nullcontext()
+
+
+IMPLEMENTATION = ("fused", "foreach", "capturable", "differentiable")  # how an optimizer runs, not what it learnt
+
+
+def fused(optimizer):
+    """Whether ``optimizer``'s update takes GradScaler's found-inf flag and skips itself on the device (fused Adam,
+    AdamW, SGD): decided by its param groups, which a loaded state dict replaces, not by how it was built."""
+    return (getattr(optimizer, "_step_supports_amp_scaling", False)
+            and all(group.get("fused") for group in optimizer.param_groups))
+
+
+def place_steps(optimizer):
+    """Each step counter where its param group's implementation needs it: on the parameter's device (float32) for
+    a fused or capturable group, on the CPU for the others (as a newly built optimizer has them)."""
+    for group in optimizer.param_groups:
+        on_device = bool(group.get("fused") or group.get("capturable"))
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            step = state.get("step")
+            if isinstance(step, torch.Tensor):
+                device = p.device if on_device else torch.device("cpu")
+                if step.device != device:
+                    state["step"] = step.to(device=device, dtype=torch.float32 if on_device else step.dtype)
 
 
 class Objective:
@@ -105,7 +130,17 @@ class Objective:
         # the numbers it was built with (lr, betas, ...): a checkpoint records them, and a model built with others
         # keeps its own when it loads one (to resume with a lower learning rate)
         self.hyperparameters = {k: v for k, v in getattr(self.optimizer, "defaults", {}).items() if _number(v)}
+        self.implementation = [{k: g[k] for k in IMPLEMENTATION if k in g} for g in self.optimizer.param_groups]
         return self.optimizer
+
+    def restore_implementation(self):
+        """After a state dict is loaded: the optimizer runs as it was built (fused or not, ...), not as the optimizer
+        that saved the checkpoint did (a CPU run's plain Adam resumed on a GPU with a fused one, or back)."""
+        groups = self.optimizer.param_groups
+        if len(groups) == len(self.implementation):
+            for group, flags in zip(groups, self.implementation):
+                group.update(flags)
+        place_steps(self.optimizer)
 
 
 def _number(value):
@@ -156,6 +191,8 @@ class _Watch:
     limit = 100  # pending steps kept (their inputs alive) before a read is forced; fit reads as often
 
     def __init__(self, device, dtype):
+        self.found = torch.zeros((), dtype=torch.float32, device=device)  # a non-finite gradient (GradScaler's flag)
+        self.one = torch.ones((), dtype=torch.float32, device=device)
         self.count = torch.zeros((), dtype=torch.int64, device=device)
         self.bad_at = torch.full((), -1, dtype=torch.int64, device=device)
         self.bad_value = torch.zeros((), dtype=dtype, device=device)
@@ -163,10 +200,24 @@ class _Watch:
         self.host_count = 0
         self.pending = []  # (step number, model call, inputs, params) of the steps since the last read
 
-    def record(self, value):
-        """Device ops only: note whether ``value`` is finite; returns the skip flag for the update."""
+    def gradients(self, parameters):
+        """Device ops only: ``found`` set to 1 where a gradient of ``parameters`` is not finite (GradScaler's check,
+        one kernel per device and dtype), else 0."""
+        self.found.zero_()
+        groups = {}
+        for p in parameters:
+            if p.grad is not None:
+                groups.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
+        for grads in groups.values():
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, self.found, self.one)
+        return self.found
+
+    def record(self, value, parameters=()):
+        """Device ops only: note whether ``value`` and the gradients of ``parameters`` are finite; returns the skip
+        flag for the update."""
         value = value.detach()
-        first = ~torch.isfinite(value) & (self.bad_at < 0)
+        bad = ~torch.isfinite(value) | (self.gradients(parameters) > 0)
+        first = bad & (self.bad_at < 0)
         self.bad_at.copy_(torch.where(first, self.count, self.bad_at))
         self.bad_value.copy_(torch.where(first, value.to(self.bad_value.dtype), self.bad_value))
         self.count.add_(1)
@@ -183,6 +234,7 @@ class EagerStep:
     """The training step of one objective, in eager PyTorch."""
 
     kind = "eager"
+    autocast_cache = True
 
     def __init__(self, model, objective):
         self.model, self.objective = model, objective
@@ -192,13 +244,14 @@ class EagerStep:
         self._ddp = None
         self._watch = None
         self._tensors = None
+        self._saved = None  # where a non-fused deferred update keeps what it may have to undo
         self.given = None  # the Parameter values of the current step as given (a compiled step boxes them)
 
     # ----------------------------------------------------------------- pieces
     def forward(self, inputs, params, distributed=True):
         """The loss on ``inputs``: through DistributedDataParallel when training data-parallel."""
         model = self.model
-        with autocast(model.precision, model.device):
+        with autocast(model.precision, model.device, self.autocast_cache):
             if distributed and model.world > 1:
                 if self._ddp is None:
                     self._ddp = _distributed.wrap(nn.ModuleList(self.objective.modules), evaluate, model.device)
@@ -232,10 +285,10 @@ class EagerStep:
 
     def guarded_update(self, value):
         """The update, made a no-op on the device when ``value`` (or an earlier pending loss) is not finite."""
-        skip = self._watch.record(value)
+        skip = self._watch.record(value, self.objective.parameters)
         self.clip()
         optimizer = self.optimizer
-        if getattr(optimizer, "_step_supports_amp_scaling", False):
+        if fused(optimizer):
             # fused optimizers take GradScaler's found-inf flag and skip the update (step count included)
             optimizer.grad_scale, optimizer.found_inf = None, skip
             try:
@@ -244,8 +297,12 @@ class EagerStep:
                 optimizer.found_inf = None  # as absent: the optimizer reads getattr(self, "found_inf", None)
             return
         tensors = self._state_tensors()
-        with torch.no_grad():  # plain copies (a clone of a parameter would be a non-leaf tensor)
-            saved = [t.clone() for t in tensors]
+        if self._saved is None or len(self._saved) != len(tensors):
+            with torch.no_grad():
+                self._saved = [torch.empty_like(t) for t in tensors]
+        saved = self._saved
+        with torch.no_grad():  # one multi-tensor copy into buffers kept from step to step
+            torch._foreach_copy_(saved, tensors)
         optimizer.step()
         keep = skip.bool()
         with torch.no_grad():
@@ -258,7 +315,7 @@ class EagerStep:
             tensors = list(self.objective.parameters)
             for p in self.objective.parameters:
                 tensors += [t for t in self.optimizer.state.get(p, {}).values() if isinstance(t, torch.Tensor)]
-            self._tensors = tensors
+            self._tensors, self._saved = tensors, None
         return self._tensors
 
     # --------------------------------------------------------------- stepping
@@ -308,11 +365,18 @@ class EagerStep:
         return loss
 
     def read(self, value, inputs, params):
-        """The loss as a float (averaged over processes); a non-finite one raises before the update."""
+        """The loss as a float (averaged over processes); a non-finite loss or gradient raises before the update.
+        One read of the device for both."""
         model = self.model
-        loss = _distributed.mean(value) if model.world > 1 else value.item()
+        found = self.watch().gradients(self.objective.parameters)
+        if model.world > 1:
+            loss, bad = _distributed.mean(value), bool(found.item())
+        else:
+            loss, bad = torch.stack((value.detach(), found.to(value.dtype))).tolist()
         if not math.isfinite(loss):
             raise _checks.non_finite_report(self.loss, inputs, params, model.users, loss)
+        if bad:
+            raise _checks.non_finite_gradient_report(loss, model.distributions, self.objective.parameters)
         return loss
 
     def defer(self, value, inputs, params):
@@ -337,7 +401,10 @@ class EagerStep:
         value = watch.bad_value.item()
         watch.reset()
         _, call, inputs, params = found[0]
-        error = _checks.non_finite_report(self.loss, inputs, params, self.model.users, value)
+        if math.isfinite(value):  # the loss was finite: its gradient was not
+            error = _checks.non_finite_gradient_report(value)
+        else:
+            error = _checks.non_finite_report(self.loss, inputs, params, self.model.users, value)
         error.call = call
         raise error
 

@@ -78,8 +78,9 @@ class Model:
     Parameter checks (e.g. a negative scale) run on the first training and test step and are then off.
     Inputs on another device or of another floating dtype than the distributions that take them are
     named in an error, checked once per kind of input. A non-finite loss raises
-    :class:`NonFiniteLossError` naming the non-finite terms, and the parameters stay those from before the
-    step: at once for ``train(inputs)``, at the next read for ``train(inputs, sync=False)``.
+    :class:`NonFiniteLossError` naming the non-finite terms (a finite loss whose gradient is not finite,
+    :class:`NonFiniteGradientError`), and the parameters stay those from before the step: at once for
+    ``train(inputs)``, at the next read for ``train(inputs, sync=False)``.
     """
 
     def __init__(self, loss, distributions=None, optimizer=torch.optim.Adam, optimizer_params=None,
@@ -400,6 +401,7 @@ class Model:
             changed = {k: v for k, v in objective.hyperparameters.items() if k in built_with and built_with[k] != v}
             for group in objective.optimizer.param_groups:
                 group.update(changed)
+            objective.restore_implementation()
         self.calls = state.get("calls", self.calls)
         self._steps = None  # a captured step holds the old optimizer state; build it again
 

@@ -18,6 +18,8 @@ from pgm.losses import E, KL, LogProb, Parameter
 from pgm.models import Model, NonFiniteLossError
 from pgm.models import _compile
 
+from capture_rules import StandInGraphs, with_stand_in_graphs  # noqa: F401  (test_deferred imports them here)
+
 
 class Encoder(nn.Module):
     def __init__(self, i=6, latent=2, norm=True):
@@ -309,56 +311,14 @@ def test_true_picks_cuda_graphs_on_cuda_and_inductor_elsewhere():
         _compile.resolve_mode("cudagraph", cuda, distributed=True)
 
 
-class StandInGraphs:
-    """CUDA-graph calls on the CPU: capturing records the function, replaying runs it again.
-
-    That is what a CUDA graph does, minus the speed: so the static inputs, the per-shape captures, the
-    Parameter tensors and the check between the two graphs can be tested here.
-    """
-
-    capturable = False
-
-    def __init__(self):
-        self.captures, self.warmups = 0, 0
-
-    def get_rng_state(self):
-        return torch.get_rng_state()
-
-    def set_rng_state(self, state):
-        torch.set_rng_state(state)
-
-    def warmup(self, fn, times):
-        self.warmups += times
-        for _ in range(times):
-            fn()
-
-    def capture(self, fn, pool=None):
-        self.captures += 1
-        graph = type("Graph", (), {})()
-
-        def replay():
-            with _compile.validation(False):  # a CUDA graph runs no Python, so no parameter checks
-                fn()
-        graph.replay, graph.pool = replay, lambda: None
-        return graph
-
-
-def with_stand_in_graphs(model):
-    graphs = StandInGraphs()
-    model.compile = "cudagraph"
-    model.world, model.boxes = 1, _compile.Boxes(torch.device("cpu"), torch.float32)
-    model._steps = [_compile.CUDAGraphStep(model, model.objectives[0], graphs=graphs)]
-    model._steps_device = torch.device("cpu")
-    return model, graphs
-
-
 def test_cuda_graph_step_replays_the_eager_step(backend):
     steps = [(16, 1.0), (16, 0.5), (8, 0.5), (16, 0.0), (8, 1.0)]
     eager = run(vae(clip_grad_norm=1.0), steps)
     model, graphs = with_stand_in_graphs(vae(clip_grad_norm=1.0))
     replayed = run(model, steps)
-    # warming up put back BatchNorm's statistics and the random state: the numbers are eager's
-    assert_same_run(eager, replayed, rtol=1e-6, atol=1e-6)
+    # warming up put back BatchNorm's statistics and the random state: the numbers are eager's (up to the rounding
+    # of the capturable Adam the graph runs)
+    assert_same_run(eager, replayed, rtol=1e-5, atol=1e-5)
     assert graphs.captures == 2  # the whole step as one graph, for each batch size
 
 
@@ -480,14 +440,12 @@ def test_capturable_optimizers_get_their_step_on_the_parameters_device():
 def test_the_optimizer_is_capturable_only_while_the_step_is_captured(backend):
     # a checkpoint of a captured run loads on the CPU, and an eager step after a fallback is the plain Adam
     model, graphs = with_stand_in_graphs(vae(optimizer=torch.optim.Adam))
-    graphs.capturable = True
     seen = []
 
     def flags():
         return [g["capturable"] for g in model.optimizer.param_groups]
-    capture = graphs.capture
-    # the capturable Adam cannot run on the CPU: this warm-up runs nothing, and replays run the plain Adam
-    graphs.warmup = lambda fn, times: seen.append(("warm-up", flags()))
+    warmup, capture = graphs.warmup, graphs.capture
+    graphs.warmup = lambda fn, times: (seen.append(("warm-up", flags())), warmup(fn, times))[1]
     graphs.capture = lambda fn, pool=None: (seen.append(("capture", flags())), capture(fn, pool))[1]
     for i in range(3):
         model.train(batch(16, i), beta=1.0)
@@ -517,7 +475,7 @@ def test_named_data_sets_compile_once_and_capture(backend):
     train(compiled)
     assert backend.graphs == graphs
     model, stand_in = with_stand_in_graphs(build())
-    torch.testing.assert_close(torch.tensor(train(model)), torch.tensor(eager), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(torch.tensor(train(model)), torch.tensor(eager), rtol=1e-5, atol=1e-5)
     assert stand_in.captures == 1  # one graph for the whole step
 
 

@@ -256,3 +256,91 @@ def test_bf16_on_cuda_stays_within_two_percent_of_float32(aot_eager):
     a, b = run(full, steps, halve_lr_at=None), run(half, steps, halve_lr_at=None)
     torch.testing.assert_close(torch.tensor(b[0]), torch.tensor(a[0]), rtol=0.02, atol=0.02)
     assert all(p.dtype == torch.float32 for p in half.distributions.parameters())
+
+
+def test_an_annealed_parameter_given_as_a_cpu_tensor_reaches_every_replay(aot_eager):
+    """beta=torch.tensor(...) on the CPU: the graph reads its own device copy, refilled before each replay (a CPU
+    tensor inside the graph would be read once, at capture)."""
+    betas = [torch.tensor(b) for b in (1.0, 1.0, 0.5, 0.0, 2.0, 0.25)]
+    eager, model = vae(), vae(True)
+    results = []
+    for m in (eager, model):
+        torch.manual_seed(2)
+        results.append([m.train(on_cuda(batch(16, i)), beta=b) for i, b in enumerate(betas)])
+    assert len(captured(model)) == 1
+    torch.testing.assert_close(torch.tensor(results[1]), torch.tensor(results[0]), **CLOSE)
+
+
+@pytest.mark.parametrize("cycle_momentum", [False, True])
+def test_one_cycle_schedules_reach_the_captured_step(cycle_momentum, aot_eager):
+    """OneCycleLR on Adam: lr through the graph's device tensor (one graph); betas[0], which a CUDA graph freezes,
+    by capturing again, with a warning."""
+    def run_schedule(model):
+        schedule = torch.optim.lr_scheduler.OneCycleLR(model.optimizer, max_lr=0.05, total_steps=20,
+                                                       cycle_momentum=cycle_momentum)
+        torch.manual_seed(2)
+        losses = []
+        for i in range(6):
+            losses.append(model.train(on_cuda(batch(16, i)), beta=0.5))
+            schedule.step()
+        return losses
+    adam = lambda params: torch.optim.Adam(params, lr=0.01)  # noqa: E731
+    eager, model = vae(optimizer=adam), vae(True, optimizer=adam)
+    expected = run_schedule(eager)
+    if cycle_momentum:
+        with pytest.warns(UserWarning, match=r"the optimizer's betas changed again"):
+            got = run_schedule(model)
+    else:
+        got = run_schedule(model)
+        assert len(captured(model)) == 1
+    captured(model)
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(expected), **CLOSE)
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_a_non_finite_gradient_under_a_finite_loss_skips_the_captured_update(sync, aot_eager):
+    from pgm.models import NonFiniteGradientError
+    model = vae(True)
+    poison = torch.ones((), device=CUDA)  # read by the graph at each replay
+    model.distributions[1].net.net.weight.register_hook(lambda grad: grad * poison)
+    for i in range(3):
+        model.train(on_cuda(batch(16, i)), beta=0.5)
+    before = [t.detach().clone() for t in model.distributions.parameters()]
+    poison.fill_(math.nan)
+    with pytest.raises(NonFiniteGradientError, match=r"^the loss is [0-9.]+ but its gradient is not finite"):
+        model.train(on_cuda(batch(16, 3)), sync=sync, beta=0.5)
+        model.synchronize()
+    for a, b in zip(before, model.distributions.parameters()):
+        assert torch.equal(a, b)
+    captured(model)
+
+
+def test_a_cpu_checkpoint_of_plain_adam_resumes_on_the_gpu_with_fused_adam(aot_eager):
+    cpu = cpu_vae(optimizer=lambda params: torch.optim.Adam(params, lr=0.05))
+    for i in range(3):
+        cpu.train(batch(16, i), beta=0.5)
+    buffer = io.BytesIO()
+    torch.save(cpu.state_dict(), buffer)
+    buffer.seek(0)
+    model = vae(True, optimizer=torch.optim.Adam)
+    assert model.optimizer.defaults["fused"]
+    model.load_state_dict(torch.load(buffer, map_location="cuda", weights_only=True))
+    assert all(g["fused"] for g in model.optimizer.param_groups)
+    losses = [model.train(on_cuda(batch(16, i)), sync=False, beta=0.5) for i in range(3, 7)]
+    model.synchronize()
+    assert all(math.isfinite(float(v)) for v in losses)
+    assert len(captured(model)) == 1
+
+
+def test_a_sequence_model_with_lengths_is_captured(aot_eager):
+    from test_capture import deep_markov_model
+    x = torch.rand(8, 4, 5, generator=torch.Generator().manual_seed(1)).round()
+    lengths = torch.tensor([4, 3, 2, 4, 1, 4, 4, 2])
+    runs = []
+    for compile in (False, True):
+        model = deep_markov_model("length", compile=compile, device=CUDA)
+        torch.manual_seed(9)
+        runs.append([model.train({"x": x.to(CUDA), "n": lengths.to(CUDA)}) for _ in range(4)])
+        if compile:
+            captured(model)
+    torch.testing.assert_close(torch.tensor(runs[1]), torch.tensor(runs[0]), **CLOSE)
