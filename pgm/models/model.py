@@ -1,8 +1,6 @@
 """``Model``: a loss, the distributions it trains and an optimizer, stepped one batch at a time."""
 from __future__ import annotations
 
-import os
-import uuid
 import warnings
 
 import torch
@@ -11,28 +9,9 @@ from torch import nn
 from ..distributions import Distribution, validation_enabled
 from ..losses import Loss
 from ..losses._base import check_parameter_values
-from . import _checks, _compile, _distributed, _step
-from ._step import Objective, unique as _unique
-
-
-def atomic_save(obj, path):
-    """``torch.save`` to a temporary file beside ``path``, then rename: a crash never leaves half a file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # a new file (O_EXCL) with the mode any file gets (0666 less the umask; mkstemp's would be private, 0600)
-    tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}.pt")
-    handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+from . import _checks, _compile, _distributed, _objective, _step
+from ._checkpoints import atomic_save
+from ._objective import Objective, unique as _unique
 
 
 def _kind(value):
@@ -96,7 +75,7 @@ class Model:
             if distributions is None:
                 raise TypeError("Model: distributions (the distributions whose parameters are trained) is missing: "
                                 "Model(loss, [q, p], ...).")
-            objectives = [Objective(loss, _step.module_list(distributions, "Model"), optimizer, optimizer_params,
+            objectives = [Objective(loss, _objective.module_list(distributions, "Model"), optimizer, optimizer_params,
                                     clip_grad_norm, clip_grad_value)]
         if test_loss is not None and not isinstance(test_loss, Loss):
             raise TypeError(f"Model: test_loss must be a pgm loss; got {type(test_loss).__name__}.")
@@ -238,8 +217,8 @@ class Model:
     def synchronize(self):
         """Read the pending deferred steps: raises :class:`NonFiniteLossError` for a non-finite loss among them
         (naming its terms; its ``call`` is the number of the :meth:`train` call that took it)."""
-        for step in self._steps or ():
-            step.settle()
+        for runner in self._steps or ():
+            runner.settle()
 
     def test(self, inputs, **params):
         """The test loss on ``inputs`` in evaluation mode, without gradients (with several objectives and no
@@ -255,18 +234,13 @@ class Model:
     def _test(self, loss, inputs, params):
         if self._tester is not None and self._test_checked:
             return self._tester(loss, inputs, self.boxes(params))
-        with torch.no_grad():
-            if self._test_checked and validation_enabled():
-                with _checks.validation(False):
-                    value = self._evaluate_test(loss, inputs, params)
-            else:
-                value = self._evaluate_test(loss, inputs, params)
+        if self._test_checked and validation_enabled():
+            with _checks.validation(False):
+                value = _step.evaluate_test(loss, inputs, params, self.precision, self.device)
+        else:
+            value = _step.evaluate_test(loss, inputs, params, self.precision, self.device)
         self._test_checked = True
         return value
-
-    def _evaluate_test(self, loss, inputs, params):
-        with _step.autocast(self.precision, self.device):
-            return _step.evaluate(loss, inputs, params)
 
     def fit(self, train_data, epochs, valid_data=None, *, checkpoint_dir=None, checkpoint_every=1, resume=None,
             keep=None, progress=True, tensorboard=None, params=None, callback=None, sync_every=None):
@@ -344,28 +318,35 @@ class Model:
             self._seen_inputs.add(key)
 
     def _step_objects(self):
-        """The step of each objective for the current device: eager, or the compiled kind."""
+        """The runner of each objective's step for the current device: eager, or the compiled kind."""
         device = self.device
         if self._steps is None or self._steps_device != device:
+            self.boxes = _compile.Boxes(device, self._reference.dtype)
+            environment = self._environment()
             mode = False
             if self.compile is not False and not self._compile_failed_once:
                 mode = _compile.resolve_mode(self.compile, device, self.world > 1)
-                self._tester = _compile.CompiledTest(self)
-            self.boxes = _compile.Boxes(device, self._reference.dtype)
-            self._steps = [_compile.build(mode, self, o) for o in self.objectives]
+                self._tester = _compile.CompiledTest(environment)
+            self._steps = [_compile.build(mode, _step.StepPieces(o, environment)) for o in self.objectives]
             self._steps_device = device
         return self._steps
 
-    def _compile_failed(self, step, kind, error, stacklevel=2):
-        """Warn once and swap ``step`` (or the compiled test, for None) for its eager form."""
+    def _environment(self):
+        """What the steps need from this model (:class:`~pgm.models._step.Environment`)."""
+        return _step.Environment(
+            device=self.device, dtype=self._reference.dtype, precision=self.precision, world=self.world,
+            modules=self.distributions, users=self.users, boxes=self.boxes, compile=self.compile,
+            calls=lambda: self.calls, set_training=self._set_training, compile_failed=self._compile_failed)
+
+    def _compile_failed(self, runner, error, stacklevel=2):
+        """Warn once; every objective's compiled runner (and the compiled test) gives way to an eager one of the
+        same pieces, which go on from where they were."""
+        kind = runner.kind if runner is not None else "test"
         _compile.fallback_warning(self.compile, kind, error, stacklevel=stacklevel)
         self._compile_failed_once, self._tester = True, None
         for i, current in enumerate(self._steps or ()):
             if current.kind != "eager":
-                eager = _step.EagerStep(self, current.objective)
-                eager.checked, eager.stepped = current.checked, current.stepped
-                eager._ddp, eager._watch = current._ddp, current._watch
-                self._steps[i] = eager
+                self._steps[i] = _step.EagerStep(current.pieces)
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:

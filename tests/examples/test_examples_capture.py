@@ -1,7 +1,7 @@
 """Every model family the example scripts train with ``Model(...)`` is capturable as one CUDA graph.
 
 Each script runs end to end at its own test's tiny sizes with ``--compile inductor``, but every step the model
-builds for that mode is a :class:`~pgm.models._compile.CUDAGraphStep` whose graphs are ``capture_rules``'s CPU
+builds for that mode is a :class:`~pgm.models._cudagraph.CUDAGraphStep` whose graphs are ``capture_rules``'s CPU
 stand-in (tests/models/capture_rules.py): a host read, a tensor on another device, a changed optimizer setting, ...
 while capturing raises ``CaptureRuleError``, which the model turns into its fallback warning (an error under the
 suite's ``-W error``). So a family that passes here would be captured on its first GPU run rather than falling back
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from pgm.models import _compile
+from pgm.models import _compile, _cudagraph
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 if str(MODELS) not in sys.path:
     sys.path.insert(0, str(MODELS))
 
-from capture_rules import with_stand_in_graphs  # noqa: E402
+from capture_rules import StandInGraphs, stand_in_runner  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,19 +75,23 @@ CASES = {
 @pytest.fixture
 def stand_in_captures(monkeypatch):
     """Every step built for compile='inductor' is a CUDAGraphStep captured by ``capture_rules.StandInGraphs``;
-    returns {id(model): (model, graphs, steps)}, the latest steps of each model. The compiled test loss is left
+    returns {id(environment): (model, graphs, steps)}, the steps of each build of a model's steps. The compiled test loss is left
     out (it is no graph): Model.test runs eagerly."""
     made = {}
     build = _compile.build
 
-    def stand_in(mode, model, objective):
+    def stand_in(mode, pieces, graphs=None):
         if mode != "inductor":
-            return build(mode, model, objective)
-        if objective is model.objectives[0]:  # the model's steps are (re)built, all objectives in turn
+            return build(mode, pieces, graphs)
+        environment = pieces.environment  # one per (re)built model
+        model = environment.compile_failed.__self__
+        if id(environment) not in made:
             model._tester = None
-            model, graphs = with_stand_in_graphs(model)
-            made[id(model)] = (model, graphs, list(model._steps))
-        return made[id(model)][2][model.objectives.index(objective)]
+            made[id(environment)] = (model, StandInGraphs(optimizers=model.optimizers, modules=model.distributions),
+                                     [])
+        _, graphs, runners = made[id(environment)]
+        runners.append(stand_in_runner(pieces, graphs))
+        return runners[-1]
     monkeypatch.setattr(_compile, "build", stand_in)
     return made
 
@@ -101,6 +105,6 @@ def test_the_script_trains_captured(case, tmp_path, stand_in_captures):
     assert len(stand_in_captures) == count
     for model, graphs, steps in stand_in_captures.values():
         assert not model._compile_failed_once  # (its warning would have failed the run already)
-        assert model._steps == steps and all(isinstance(s, _compile.CUDAGraphStep) for s in steps)
+        assert model._steps == steps and all(isinstance(s, _cudagraph.CUDAGraphStep) for s in steps)
         assert all(step.captured for step in steps), "an objective's step was never captured"
         assert graphs.captures >= len(steps) and graphs.replays >= 1, (graphs.captures, graphs.replays)

@@ -122,3 +122,17 @@ def test_a_registered_closed_form_wins_over_torchs(registry):
     torch.testing.assert_close(KL(q.replace_var(z="a"), prior.replace_var(z="a")).eval({"x": x}), expected)
     assert not torch.allclose(expected, torchs)
     assert set(calls) == {(td.Normal, td.Normal)}
+
+
+def test_torchs_kl_lookup_that_pgm_relies_on_is_still_there():
+    """pgm asks torch's private ``_dispatch_kl`` (in pgm/losses/_kl.py alone) whether torch has a closed form: if a
+    torch release renames or changes it, this fails first, saying where to look."""
+    from torch.distributions import kl
+    lookup = getattr(kl, "_dispatch_kl", None)
+    assert callable(lookup), "torch.distributions.kl._dispatch_kl is gone: update has_closed_form in pgm/losses/_kl.py"
+    assert lookup(td.Normal, td.Normal) is kl._kl_normal_normal
+    assert lookup(td.Laplace, td.Categorical) is NotImplemented
+    shape = {"features_shape": [3]}
+    assert _kl.has_closed_form(Normal("q(z)", loc=0.0, scale=1.0, **shape), Normal("p(z)", loc=1.0, scale=2.0, **shape))
+    assert not _kl.has_closed_form(Gamma("q(z)", concentration=1.0, rate=1.0, **shape),
+                                   Laplace("p(z)", loc=0.0, scale=1.0, **shape))

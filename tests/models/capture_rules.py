@@ -2,7 +2,7 @@
 
 A CUDA graph records the kernels of one step and replays them with no Python: whatever the step read on the host
 while it was captured is frozen into the graph, and reading a device value back to the host while capturing is an
-error. ``StandInGraphs`` stands in for ``pgm.models._compile.CUDAGraphs`` on the CPU: a capture runs the step once
+error. ``StandInGraphs`` stands in for ``pgm.models._cudagraph.CUDAGraphs`` on the CPU: a capture runs the step once
 under :class:`CaptureRules` and keeps it; a replay runs it again as the graph would, with the optimizer settings of
 the capture. The rules checked:
 
@@ -39,7 +39,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from pgm.models import _compile
+from pgm.models import _compile, _cudagraph
 
 aten = torch.ops.aten
 
@@ -272,35 +272,36 @@ def accelerator(graphs):
         yield
 
 
-def check_static_copies(model, captured):
+def check_static_copies(environment, captured):
     """The captured step's copies of its inputs and Parameter tensors: on the model's device, floating ones in the
     model's dtype."""
-    reference = model._reference
     tensors = [v for v in torch.utils._pytree.tree_leaves((captured.inputs, captured.params))
                if isinstance(v, torch.Tensor)]
     for tensor in tensors:
-        if tensor.device != reference.device or (tensor.is_floating_point() and tensor.dtype != reference.dtype):
+        if tensor.device != environment.device or (tensor.is_floating_point() and tensor.dtype != environment.dtype):
             raise CaptureRuleError(f"the captured step reads a copy on {tensor.device} in {tensor.dtype}; the model "
-                                   f"is on {reference.device} in {reference.dtype}")
+                                   f"is on {environment.device} in {environment.dtype}")
+
+
+def stand_in_runner(pieces, graphs):
+    """A ``CUDAGraphStep`` of ``pieces`` captured by ``graphs`` (a :class:`StandInGraphs`), its copies checked."""
+    runner = _cudagraph.CUDAGraphStep(pieces, graphs=graphs)
+    capture = runner._capture
+
+    def checked(*args):
+        captured = capture(*args)
+        check_static_copies(pieces.environment, captured)
+        return captured
+    runner._capture = checked
+    return runner
 
 
 def with_stand_in_graphs(model):
     """``model`` with its steps captured by :class:`StandInGraphs` under the capture rules."""
     model.world = 1
+    model.compile, model._steps = False, None  # its eager runners first (CUDA graphs need CUDA), then their pieces
+    runners = model._step_objects()
     graphs = StandInGraphs(optimizers=model.optimizers, modules=model.distributions)
-    model.compile = "cudagraph"
-    model.boxes = _compile.Boxes(torch.device("cpu"), torch.float32)
-    steps = []
-    for objective in model.objectives:
-        step = _compile.CUDAGraphStep(model, objective, graphs=graphs)
-        capture = step._capture
-
-        def checked(*args, _capture=capture):
-            captured = _capture(*args)
-            check_static_copies(model, captured)
-            return captured
-        step._capture = checked
-        steps.append(step)
-    model._steps = steps
-    model._steps_device = torch.device("cpu")
+    model.compile = runners[0].pieces.environment.compile = "cudagraph"
+    model._steps = [stand_in_runner(runner.pieces, graphs) for runner in runners]
     return model, graphs

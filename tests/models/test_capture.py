@@ -12,7 +12,7 @@ from torch import nn
 
 from pgm.distributions import Bernoulli, Normal
 from pgm.losses import E, KL, LogProb, Sum
-from pgm.models import Model, NonFiniteGradientError, NonFiniteLossError, _compile
+from pgm.models import Model, NonFiniteGradientError, NonFiniteLossError, _compile, _cudagraph
 
 from capture_rules import CaptureRuleError, CaptureRules, StandInGraphs, accelerator, with_stand_in_graphs
 from model_nets import Decoder, Encoder
@@ -182,7 +182,7 @@ def test_the_default_stream_waits_for_the_warm_up_even_when_it_fails(monkeypatch
     def step():
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
     with pytest.raises(RuntimeError, match="illegal memory access"):
-        _compile.CUDAGraphs(torch.device("cuda", 0)).warmup(step, 2)
+        _cudagraph.CUDAGraphs(torch.device("cuda", 0)).warmup(step, 2)
     assert calls == [("side", "waits for", "default"), ("default", "waits for", "side")]
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from pgm.distributions import Bernoulli, Categorical, Normal, RelaxedCategorical
 from pgm.losses import E, KL, LogProb, Parameter
 from pgm.models import Model, NonFiniteLossError
-from pgm.models import _compile
+from pgm.models import _compile, _cudagraph
 
 from capture_rules import StandInGraphs, with_stand_in_graphs  # noqa: F401  (test_deferred imports them here)
 
@@ -421,19 +421,19 @@ def test_a_failed_capture_puts_the_stream_back_and_reports_the_steps_own_error(m
     monkeypatch.setattr(torch.cuda, "graph", Capture)
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: "the stream before")
     monkeypatch.setattr(torch.cuda, "set_stream", lambda stream: calls.append(("set_stream", stream)))
-    monkeypatch.setattr(_compile, "_end_generator_capture", lambda device: calls.append("generator"))
+    monkeypatch.setattr(_cudagraph, "_end_generator_capture", lambda device: calls.append("generator"))
     with pytest.raises(RuntimeError, match="operation not permitted when stream is capturing"):
-        _compile.CUDAGraphs(torch.device("cuda", 0)).capture(step)
+        _cudagraph.CUDAGraphs(torch.device("cuda", 0)).capture(step)
     assert calls == ["begin", ("set_stream", "the stream before"), "generator"]
 
 
 def test_capturable_optimizers_get_their_step_on_the_parameters_device():
     model = vae(optimizer=torch.optim.Adam)
     model.train(batch(), beta=1.0)
-    _compile.make_capturable(model.optimizer)
+    _cudagraph.make_capturable(model.optimizer)
     assert all(g["capturable"] for g in model.optimizer.param_groups)
     sgd = vae(optimizer=torch.optim.SGD, optimizer_params={"lr": 0.1})
-    _compile.make_capturable(sgd.optimizer)  # no such option: left alone
+    _cudagraph.make_capturable(sgd.optimizer)  # no such option: left alone
     assert "capturable" not in sgd.optimizer.param_groups[0]
 
 
@@ -530,7 +530,7 @@ def test_an_update_that_fails_to_compile_is_recorded_once(monkeypatch):
     model.train(batch(16, 0), beta=1.0)
     with pytest.warns(UserWarning, match="could not compile the training step"):
         model.train(batch(16, 1), sync=False, beta=1.0)
-    watch = model._steps[0]._watch
+    watch = model._steps[0].pieces._watch
     assert watch.count.item() == watch.host_count == 1
     bad = batch(16, 2)
     bad["x"][0, 0] = float("nan")

@@ -16,7 +16,7 @@ import torch
 from pgm.distributions import Bernoulli, Normal
 from pgm.losses import E, KL, LogProb, Parameter
 from pgm.models import Model, NonFiniteLossError
-from pgm.models import _compile
+from pgm.models import _compile, _cudagraph
 
 from test_compile import GOOD, THREE_TERMS, Decoder, Encoder, batch, two_groups
 from test_compile import vae as cpu_vae
@@ -84,7 +84,7 @@ def assert_same_run(a, b, **tolerance):
 
 def captured(model):
     engine = model._steps[0]
-    assert isinstance(engine, _compile.CUDAGraphStep) and not model._compile_failed_once
+    assert isinstance(engine, _cudagraph.CUDAGraphStep) and not model._compile_failed_once
     return engine.captured
 
 

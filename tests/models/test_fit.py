@@ -231,8 +231,8 @@ def test_progress_in_a_terminal_is_one_bar_for_the_run(capsys, monkeypatch):
     final = err.split("\r")[-1]
     assert "accuracy 0.5" in final and "valid" in final  # the latest numbers stay on the bar
     assert "batch" not in err  # epochs this short get no inner bar
-    from pgm.models import _fit
-    monkeypatch.setattr(_fit._Progress, "inner_after", -1.0)
+    from pgm.models import _progress
+    monkeypatch.setattr(_progress._Progress, "inner_after", -1.0)
     build().fit(DictData_batches(), 1, progress=True, params=PARAMS)
     assert "  epoch 1" in capsys.readouterr().err  # a long epoch gets a bar over its batches
 

@@ -123,16 +123,18 @@ def test_test_mode_has_no_gradient_and_leaves_batchnorm_statistics(data):
     assert not torch.equal(q.net.net[1].running_mean, running)
 
 
-def test_gradient_clipping_bounds_the_step():
-    weight = nn.Parameter(torch.tensor([[100.0]]))
-    p = Normal("p(x)", loc=weight, scale=torch.ones(1, 1))
-    loss = -LogProb(p).mean()
-    model = Model(loss, [p], optimizer=torch.optim.SGD, optimizer_params={"lr": 1.0}, clip_grad_norm=0.5)
-    model.train({"x": torch.zeros(1, 1)})
-    torch.testing.assert_close(weight.detach(), torch.tensor([[99.5]]))
-    model = Model(loss, [p], optimizer=torch.optim.SGD, optimizer_params={"lr": 1.0}, clip_grad_value=0.25)
-    model.train({"x": torch.zeros(1, 1)})
-    torch.testing.assert_close(weight.detach(), torch.tensor([[99.25]]))
+def test_gradient_clipping_rescales_the_gradient_vector_or_bounds_each_value():
+    """A gradient (3, 4), of norm 5: clip_grad_norm=0.5 rescales the vector, a step of (0.3, 0.4) (clipping each
+    value to 0.5 would step by (0.5, 0.5)); clip_grad_value=0.25 bounds each value, (0.25, 0.25)."""
+    def step(**clip):
+        weight = nn.Parameter(torch.zeros(1, 2))
+        p = Normal("p(x)", loc=weight, scale=torch.ones(1, 2))
+        model = Model(-LogProb(p).mean(), [p], optimizer=torch.optim.SGD, optimizer_params={"lr": 1.0}, **clip)
+        model.train({"x": torch.tensor([[-3.0, -4.0]])})  # d/dloc of -log N(x|loc,1) = loc - x = (3, 4)
+        return weight.detach()
+    torch.testing.assert_close(step(), torch.tensor([[-3.0, -4.0]]))  # unclipped: the whole gradient
+    torch.testing.assert_close(step(clip_grad_norm=0.5), torch.tensor([[-0.3, -0.4]]))
+    torch.testing.assert_close(step(clip_grad_value=0.25), torch.tensor([[-0.25, -0.25]]))
 
 
 def test_a_renamed_distribution_shares_its_parameters_once():

@@ -256,7 +256,7 @@ def test_more_misuse_is_explained(tmp_path):
 
 
 def test_adam_is_fused_on_cuda_unless_the_user_chose():
-    from pgm.models._step import optimizer_keywords
+    from pgm.models._objective import optimizer_keywords
     adam, adamw, sgd = torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD
     assert optimizer_keywords(adam, {"lr": 1e-3}, {"cuda"}) == {"lr": 1e-3, "fused": True}
     assert optimizer_keywords(adamw, {}, {"cuda"}) == {"fused": True}
