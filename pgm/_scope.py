@@ -1,15 +1,94 @@
-"""The context of one evaluation of a loss: the variables known so far and the samples drawn.
+"""The context of one evaluation of a loss: the variables known so far, and the caches of the evaluation.
 
 A context lives for one call of ``Loss.eval`` (or one public ``sample``/``log_prob`` call given a dict)
 and is then dropped, so no sample, network output or autograd graph outlives the evaluation that made it.
 
-Shapes. Every value in a context has ``batch_shape`` in front of its event shape: the sample dimensions
-of the enclosing expectations (innermost first) followed by the data batch dimension. A value that does
-not vary along some of those dimensions may leave them out on the left (right-aligned broadcasting).
+Shapes. Every value in a context has ``batch_shape`` in front of its event shape: the sample dims of the
+enclosing expectations (innermost first) followed by the data batch dim. A value that does not vary along some
+of those dimensions may leave them out on the left (right-aligned broadcasting).
+
+The caches. What an evaluation computes once and shares lives in its context, under a key of one of the types
+below, read and written only through the context's methods (:meth:`Context.cached`, :meth:`Context.lookup`,
+:meth:`Context.store`; :meth:`Context.drawn` and :meth:`Context.draws_of` for draws):
+
+- :class:`Draw`: the draw of a distribution's variables, keyed by the distribution, the sample shape, whether it
+  is reparameterized, the context's batch shape and the condition tensors it was drawn given. Every term that
+  samples the same distribution on the same inputs with the same shape shares that one draw (``KL(q, p)`` and
+  ``E(q, ...)`` see the same ``z``);
+- :class:`NetworkOutput`: a family's parameters, keyed by the family and its input tensors (with their numbers
+  of leading dims): its network runs once per evaluation and inputs (a BatchNorm inside updates once);
+- :class:`MixtureWeights`: the log-weights of a mixture whose weights come from a network, keyed likewise;
+- :class:`FlowLogDensity`: a flow's log-density of a value it drew, from the pass that drew it, keyed by the
+  flow, the value and the condition tensors (scoring the draw later needs no inverse).
+
+A key holds its tensors themselves, not their ``id`` (which TorchDynamo cannot trace for a tensor made inside
+a compiled step before torch 2.12), and finds its entry by their identity: a tensor hashes by its ``id``, and a
+dict compares the fields of two keys of equal hash with ``is`` first, so a key finds the entry made from the very
+same tensors, never one made from equal values; as the key keeps them alive for the evaluation, no tensor made
+later can take the ``id`` of one of them. (Keys are for dicts: ``==`` between two keys of different tensors
+compares the tensors' values.) A distribution (an ``nn.Module``) in a key matches by identity too: a copied loss
+has copied distributions, with entries of their own.
+
+How long an entry lives: one evaluation. The cache is made empty with the context of a ``Loss.eval`` (or of a
+public call given a dict) and shared by every context derived from it with :meth:`Context.child` (the insides of
+expectations, the values of an enumerated variable) and by the context of a named data set (``Loss.mean(name)``),
+so every term of the evaluation shares it. The one exception is a step of a :class:`~pgm.losses.Sum`: each step's
+context is made with :meth:`Context.afresh`, with a cache of its own, so each step draws its variables afresh and
+the step's terms share the step's draws; :meth:`Context.draws_of` then tells the Sum what the step drew.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import torch
+
+
+# ------------------------------------------------------------------ the keys of the caches
+# Frozen dataclasses: each hashes and compares as the tuple of its fields, and equals only a key of its own type;
+# a distribution and a tensor match by identity there (see above), shapes and flags by value.
+
+@dataclass(frozen=True, slots=True)
+class Draw:
+    """The draw of ``distribution``'s variables with ``sample_shape`` in front, reparameterized or not, in a context
+    of batch shape ``lead_shape``, given the condition tensors ``conditions`` (in ``cond_var`` order, ``None`` for
+    one not known). Its entry is ``(values by variable name, number of leading dims of each value)``."""
+
+    distribution: Any
+    sample_shape: tuple
+    reparameterized: bool
+    lead_shape: torch.Size
+    conditions: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkOutput:
+    """A family's parameters given the input tensors ``inputs`` with ``leads`` leading dims each. Its entry is
+    ``(parameters by name, their leading shape)``."""
+
+    distribution: Any
+    inputs: tuple
+    leads: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class MixtureWeights:
+    """A mixture's log-weights from its weights network, given ``inputs`` with ``leads`` leading dims each. Its
+    entry is the tensor of log-weights, ``(*lead, K)``."""
+
+    mixture: Any
+    inputs: tuple
+    leads: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class FlowLogDensity:
+    """A flow's log-density of ``value``, one of its own draws, given the condition tensors ``conditions``, from
+    the pass that drew it. Its entry is the tensor of log-densities."""
+
+    flow: Any
+    value: torch.Tensor
+    conditions: tuple
 
 
 class Draws(dict):
@@ -26,11 +105,15 @@ class Draws(dict):
 
 
 class Context:
-    """What a term sees while a loss is evaluated: the named values and the draws shared by every term.
+    """What a term sees while a loss is evaluated: the named values, and the caches shared by every term.
 
     A term written with :class:`pgm.losses.Term` never needs it; a distribution's public methods accept one
     in place of an inputs dict (``q.sample(context)`` returns the context extended with ``q``'s draw, shared
     with every other term that samples ``q`` on the same inputs in this evaluation).
+
+    Its caches (draws, networks' outputs, mixture weights, flows' log-densities) are read and written only through
+    :meth:`cached`, :meth:`lookup`, :meth:`store`, :meth:`drawn` and :meth:`draws_of`, each under a typed key;
+    what a key holds and how long an entry lives is written in the docstring of the module ``pgm._scope``.
 
     Attributes:
         params: the values of the :class:`~pgm.losses.Parameter` symbols, by name.
@@ -43,8 +126,47 @@ class Context:
         self.lead = lead              # name -> number of leading (sample + batch) dims of that tensor
         self.lead_shape = lead_shape  # torch.Size of the sample dims and the batch dim in this context
         self.params = params          # Parameter name -> value
-        self.samples = samples        # shared cache: one draw per (distribution, inputs, sample shape)
+        self.samples = samples        # the caches of the evaluation, key -> entry (see the module's docstring)
         self.datasets = datasets or {}  # name -> inputs dict of a named data set (see Loss.mean)
+
+    # ------------------------------------------------------------ the caches
+    def cached(self, key, make: Callable[[], Any]):
+        """The entry under ``key`` (a :class:`Draw`, :class:`NetworkOutput`, :class:`MixtureWeights` or
+        :class:`FlowLogDensity`) in this evaluation, made by ``make()`` and kept the first time it is asked."""
+        hit = self.samples.get(key)
+        if hit is None:
+            hit = self.samples[key] = make()
+        return hit
+
+    def lookup(self, key):
+        """The entry under ``key`` in this evaluation, or ``None`` if none was kept."""
+        return self.samples.get(key)
+
+    def store(self, key, entry):
+        """Keep ``entry`` under ``key`` for the rest of this evaluation."""
+        self.samples[key] = entry
+
+    def conditions(self, distribution) -> tuple:
+        """The tensors of ``distribution``'s conditioning variables in this context (``None`` for one not known):
+        what its draws are keyed by."""
+        return tuple(self.values.get(c) for c in distribution.cond_var)
+
+    def draw_key(self, distribution, sample_shape, reparameterized) -> Draw:
+        """The key of ``distribution``'s draw here: ``sample_shape`` in front, ``reparameterized`` or not."""
+        return Draw(distribution, tuple(sample_shape), reparameterized, self.lead_shape, self.conditions(distribution))
+
+    def drawn(self, distribution, sample_shape, reparameterized, draw: Callable[[], Any]):
+        """``distribution``'s draw in this evaluation, ``(values by name, leading dims)``, made by ``draw()`` the
+        first time: every term that samples it on the same inputs and shape shares it."""
+        return self.cached(self.draw_key(distribution, sample_shape, reparameterized), draw)
+
+    def draws_of(self, distributions):
+        """The draws made in this context's cache by any of ``distributions``, in the order they were made: a list
+        of ``(key, values by name, leading dims)`` with ``key`` the :class:`Draw` (its ``sample_shape`` and
+        ``lead_shape`` say whether it is one draw per example of this context)."""
+        wanted = {id(d) for d in distributions}
+        return [(key, *entry) for key, entry in self.samples.items()
+                if type(key) is Draw and id(key.distribution) in wanted]
 
     @property
     def batch_shape(self) -> torch.Size:
@@ -139,6 +261,16 @@ class Context:
         lead = dict(self.lead)
         lead.update(new_lead)
         return Context(values, lead, lead_shape, self.params, self.samples, self.datasets)
+
+    def afresh(self, new_values, new_lead):
+        """A context of the same batch shape with ``new_values`` added or replaced (each with its number of leading
+        dims in ``new_lead``) and an empty cache of its own: nothing drawn or computed in this one is shared with
+        it, and nothing drawn in it is shared back (a step of a ``Sum``, which draws afresh)."""
+        values = dict(self.values)
+        values.update(new_values)
+        lead = dict(self.lead)
+        lead.update(new_lead)
+        return Context(values, lead, self.lead_shape, self.params, {}, self.datasets)
 
 
 Scope = Context  # the name the implementation uses

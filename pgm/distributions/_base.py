@@ -16,6 +16,7 @@ from torch import nn
 
 from .._scope import Context, Draws
 from .._signature import check_names, format_signature, parse_signature
+from .._values import as_shape
 
 _VALIDATION = {"enabled": True}
 
@@ -39,14 +40,6 @@ def capturing() -> bool:
     if torch.compiler.is_compiling():
         return True
     return torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing()
-
-
-def _as_shape(sample_shape):
-    if isinstance(sample_shape, int):
-        if sample_shape < 1:
-            raise ValueError(f"sample_shape must be at least 1; got {sample_shape}.")
-        return () if sample_shape == 1 else (sample_shape,)
-    return tuple(sample_shape)
 
 
 class Distribution(nn.Module):
@@ -166,7 +159,7 @@ class Distribution(nn.Module):
         if not self.has_sample:
             raise ValueError(f"{self.prob_text}: {type(self).__name__} cannot be sampled; it can be scored "
                              f"(LogProb, the p of KL(q, p, analytic=False)).")
-        shape = torch.Size(_as_shape(sample_shape))
+        shape = torch.Size(as_shape(sample_shape))
         context = Context.of(inputs)
         values, lead = self._sample(context, shape, reparam)
         if isinstance(inputs, Context):

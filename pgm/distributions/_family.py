@@ -7,8 +7,8 @@ import re
 import torch
 from torch import nn
 
-from .._errors import MissingInputError
-from .._scope import Context, Scope
+from .._errors import MissingInputError, TooManyConfigurationsError
+from .._scope import Context, NetworkOutput, Scope
 from ._base import Distribution, validation_enabled
 
 def _shape(t):
@@ -193,12 +193,9 @@ class Family(Distribution):
         args = [values[c] for c in self.cond_var]
         leads = [scope.lead[c] for c in self.cond_var]
         # the network runs once per evaluation and inputs: KL(q, p) and E(q, ...) share q's output (and a
-        # BatchNorm inside updates its statistics once), as in a hand-written step. The key holds the input
-        # tensors themselves (a tensor hashes and compares by identity in a key), which keeps them alive for the
-        # evaluation: no later tensor can pass for one of them, and TorchDynamo traces it (it cannot trace the
-        # id() of a tensor made inside the step before torch 2.12)
-        key = ("params", id(self), *args, *leads)
-        hit = scope.samples.get(key)
+        # BatchNorm inside updates its statistics once), as in a hand-written step (the key: see pgm._scope)
+        key = NetworkOutput(self, tuple(args), tuple(leads))
+        hit = scope.lookup(key)
         if hit is not None:
             return hit
         if all(n == 1 for n in leads) and len({a.shape[0] for a in args}) == 1:
@@ -214,7 +211,7 @@ class Family(Distribution):
             out[k] = getattr(self, k)
         if validation_enabled():
             self._check_values(out)
-        scope.samples[key] = out, lead_shape
+        scope.store(key, (out, lead_shape))
         return out, lead_shape
 
     def _missing_message(self, name, values):
@@ -241,19 +238,14 @@ class Family(Distribution):
         # a family without a reparameterized sampler draws the same way whatever is asked: one draw, shared
         # by the score-function E (which asks reparam=False) and by a Term or a joint that ask reparam=True
         reparam = reparam and self.has_reparam
-        key = (id(self), tuple(sample_shape), reparam, scope.lead_shape,
-               tuple(scope.values.get(c) for c in self.cond_var))
-        hit = scope.samples.get(key)
-        if hit is not None:
-            return hit
-        dist, params, lead_shape = self._distribution(scope)
-        # draw for every leading dim of the scope the parameters lack (e.g. a prior inside a batch)
-        missing = scope.lead_shape[: max(len(scope.lead_shape) - len(lead_shape), 0)]
-        shape = torch.Size(sample_shape) + missing
-        value = self._draw(dist, params, shape, reparam)
-        result = ({self.var[0]: value}, len(shape) + len(lead_shape))
-        scope.samples[key] = result
-        return result
+
+        def draw():
+            dist, params, lead_shape = self._distribution(scope)
+            # draw for every leading dim of the scope the parameters lack (e.g. a prior inside a batch)
+            missing = scope.lead_shape[: max(len(scope.lead_shape) - len(lead_shape), 0)]
+            shape = torch.Size(sample_shape) + missing
+            return {self.var[0]: self._draw(dist, params, shape, reparam)}, len(shape) + len(lead_shape)
+        return scope.drawn(self, sample_shape, reparam, draw)
 
     def _draw(self, dist, params, shape, reparam):
         return dist.rsample(shape) if reparam else dist.sample(shape)
@@ -325,10 +317,10 @@ class Family(Distribution):
         values = support.reshape((support.shape[0],) + support.shape[support.dim() - self.event_ndim:])
         n, cells = values.shape[0], math.prod(elements)
         if n ** cells > self.max_enumerated:
-            raise ValueError(
+            raise TooManyConfigurationsError(
                 f"{self.prob_text}: enumerating its {cells} elements of {n} values each is {n ** cells} "
-                f"configurations (more than {self.max_enumerated}); use the score-function estimator "
-                f"(E(q, f, estimator='score_function')) or a relaxed family instead."
+                f"configurations (more than {self.max_enumerated})",
+                "use the score-function estimator (E(q, f, estimator='score_function')) or a relaxed family instead."
             )
         index = torch.cartesian_prod(*[torch.arange(n, device=values.device)] * cells).reshape(n ** cells, cells)
         rows = values[index].reshape((n ** cells,) + tuple(elements) + values.shape[1:])

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .._errors import MissingInputError
-from .._scope import Context
+from .._scope import Context, MixtureWeights
 from .._signature import check_names, subscript
 from ._base import Distribution
 from ._family import Family
@@ -21,7 +21,8 @@ class Mixture(Distribution):
     :math:`k \sim \pi` per example and returns that component's draw; picking has no reparameterization, so
     ``E(mixture, f)`` uses the stratified estimator :math:`\sum_k \pi_k \mathbb{E}_{q_k}[f]` with one
     reparameterized draw per component (MMVAE, Shi et al. 2019), whose gradient reaches the components and
-    the weights.
+    the weights. The estimator reads the mixture through ``mixture.components`` (an ``nn.ModuleList``) and
+    :meth:`component_weights`.
 
     Args:
         components: two or more distributions of the same single variable, e.g. ``[q(z|x), q(z|w)]``; the
@@ -128,8 +129,8 @@ class Mixture(Distribution):
                 raise MissingInputError(f"{self.prob_text} needs input `{c}` for its weights; got "
                                         f"{sorted(context.values) or 'nothing'}.")
         args, leads = [context[c] for c in self.cond_var], [context.lead[c] for c in self.cond_var]
-        key = ("weights", id(self), *args, *leads)  # the tensors themselves, as in Family._params
-        hit = context.samples.get(key)
+        key = MixtureWeights(self, tuple(args), tuple(leads))  # the tensors themselves (see pgm._scope)
+        hit = context.lookup(key)
         if hit is not None:  # one network call per evaluation and inputs
             return hit
         lead = torch.broadcast_shapes(*(a.shape[:n] for a, n in zip(args, leads)))
@@ -140,13 +141,19 @@ class Mixture(Distribution):
             raise ValueError(f"Mixture {self.prob_text}: its weights network must return logits of shape "
                              f"(batch, K) = ({lead.numel()}, {k}); got {got}.")
         out = torch.log_softmax(out.reshape(lead + (k,)), -1)
-        context.samples[key] = out
+        context.store(key, out)
         return out
 
     def _joint_log_prob(self, context):
         """log pi_k + log q_k(value), ``(..., K)``."""
         parts = torch.broadcast_tensors(*(c.log_prob(context) for c in self.components))
         return torch.stack(parts, -1) + self._log_weights(context)
+
+    def component_weights(self, inputs=None):
+        """The mixing weights pi_k: ``(K,)`` for fixed or learned weights, ``(batch, K)`` for a network of the
+        conditioning variables given in ``inputs`` (a dict, or the evaluation's :class:`~pgm.Context`, where the
+        network runs once per evaluation and inputs). ``components`` holds the K components in the same order."""
+        return self._log_weights(Context.of(inputs)).exp()
 
     def component_posterior(self, inputs):
         """p(k | value) per example, ``(batch, K)``: the softmax of log pi_k + log q_k(value)."""
@@ -172,22 +179,6 @@ class Mixture(Distribution):
         pick = torch.distributions.Categorical(logits=logits.expand(full + logits.shape[-1:]), validate_args=False)
         index = pick.sample().reshape(full + (1,) * (1 + len(event))).expand(full + (1,) + event)
         return {v: stacked.gather(len(full), index).squeeze(len(full))}, len(full)
-
-    def stratified_expectation(self, context, evaluate_f, sample_shape=()):
-        r""":math:`\sum_k \pi_k \mathbb{E}_{q_k}[f]`, each expectation over ``sample_shape`` reparameterized draws
-        of component k, averaged; gradients reach the components (by the score function for one without a
-        reparameterized sampler) and the weights."""
-        weights, total = self._log_weights(context).exp(), 0
-        for k, c in enumerate(self.components):
-            inner = c.sample(context, sample_shape)
-            value = evaluate_f(inner)
-            if not c.has_reparam and c.has_log_prob and isinstance(value, torch.Tensor):
-                log_q = c.log_prob(inner)  # a discrete component: add its score-function gradient (value unchanged)
-                value = value + value.detach() * (log_q - log_q.detach())
-            if isinstance(value, torch.Tensor) and value.dim() > len(context.lead_shape):
-                value = value.mean(dim=tuple(range(value.dim() - len(context.lead_shape))))
-            total = total + weights[..., k] * value
-        return total
 
     def _weights_for(self, context, means):
         """pi_k shaped to multiply the components' means ``(*lead, *event)``."""
@@ -428,12 +419,7 @@ def _set_logits(module, weights, k, where):
 def _drawn_once(mixture, context, sample_shape, reparam, draw):
     """``draw(context, sample_shape, reparam)`` once per evaluation, conditions and shape: every term sampling the
     mixture on the same inputs shares the draw."""
-    key = (id(mixture), tuple(sample_shape), reparam, context.lead_shape,
-           tuple(context.values.get(c) for c in mixture.cond_var))
-    hit = context.samples.get(key)
-    if hit is None:
-        hit = context.samples[key] = draw(context, sample_shape, reparam)
-    return hit
+    return context.drawn(mixture, sample_shape, reparam, lambda: draw(context, sample_shape, reparam))
 
 
 def _with_index(component, mixed):

@@ -7,12 +7,14 @@ Terms: :class:`LogProb`, :class:`E`, :class:`KL`, :class:`Entropy`, :class:`Cros
 from ._adversarial import AdversarialDivergence, AdversarialKL, JensenShannon, Wasserstein
 from ._base import Constant, Loss, Parameter
 from ._baselines import MovingAverageBaseline
+from ._estimators import Estimator, register_estimator, score_term
 from ._functions import Input, LogMeanExp, Term, detach, exp, log, logsumexp, maximum, minimum, sqrt
 from ._kl import register_kl
 from ._sequential import Sum
 from ._terms import E, ELBO, IWAE, KL, CrossEntropy, Entropy, LogProb
 
 __all__ = ["Loss", "Parameter", "Constant", "Input", "Term", "LogProb", "E", "KL", "Entropy", "CrossEntropy",
-           "IWAE", "LogMeanExp", "ELBO", "Sum", "MovingAverageBaseline", "register_kl",
+           "IWAE", "LogMeanExp", "ELBO", "Sum", "MovingAverageBaseline", "Estimator", "register_estimator",
+           "score_term", "register_kl",
            "detach", "log", "exp", "sqrt", "logsumexp", "minimum", "maximum",
            "JensenShannon", "Wasserstein", "AdversarialKL", "AdversarialDivergence"]

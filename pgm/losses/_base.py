@@ -8,15 +8,8 @@ import torch
 
 from .._errors import MissingInputError
 from .._scope import Scope
+from .._values import check_parameter_values
 from . import _printing
-
-
-def check_parameter_values(params, where):
-    """Each value given for a :class:`Parameter` is a number or a tensor."""
-    for name, value in params.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
-            raise TypeError(f"{where}: Parameter {name!r} takes a number or a tensor; got {type(value).__name__} "
-                            f"{value!r}.")
 
 
 class Loss:

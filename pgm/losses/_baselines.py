@@ -14,8 +14,12 @@ class MovingAverageBaseline(nn.Module):
     """An exponential moving average of :math:`f` over training steps: :math:`b \\leftarrow d\\,b + (1-d)\\bar f`.
 
     It is read before it is updated with the current step's mean, so it never depends on the samples it
-    scores. It is a buffer of the model, saved in checkpoints. Updated only while gradients are enabled
-    (training), not by :meth:`Model.test`.
+    scores. With :math:`\\bar f_t` the mean of :math:`f` over step t's draws and examples, step t scores with
+    :math:`b_t`: :math:`b_1 = 0` (no history yet), :math:`b_2 = \\bar f_1` (the first step is not decayed
+    towards that 0), then :math:`b_{t+1} = d\\,b_t + (1-d)\\bar f_t` for t >= 2. A step whose mean is not
+    finite (refused by the model) leaves it as it was, and does not count as its first. It is a buffer of the
+    model, saved in checkpoints. Updated only while gradients are enabled (training), not by
+    :meth:`Model.test`.
     """
 
     def __init__(self, decay=0.9):

@@ -11,7 +11,8 @@ from torch import nn
 from ..distributions import Distribution
 from . import _printing
 from ._base import Loss, as_loss
-from ._terms import E, _log_mean_exp
+from ._estimators import _log_mean_exp
+from ._terms import E
 
 
 class Input(Loss):

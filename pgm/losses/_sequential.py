@@ -4,6 +4,10 @@ The step is an ordinary loss over ordinary distributions (``q(z|x,z_prev)``, ``p
 series inputs give their slice ``x[:, t]``, each carried variable the value its source took at step t-1 (its
 initial value at the first step), and the step's terms draw their variables afresh; the per-step values are
 summed over t (steps a mask leaves out add 0). It prints as :math:`\\sum_{t=1}^{T}` with subscripted variables.
+
+Here: the class, its arguments, their checks and its LaTeX. Its evaluation: ``_steps`` (what the steps read from
+the inputs), ``_unroll`` (the steps drawn one after the other), ``_forward_algorithm`` (``marginalize``: the state
+summed out, and decoded).
 """
 from __future__ import annotations
 
@@ -12,12 +16,10 @@ import re
 import torch
 from torch import nn
 
-from .._errors import MissingInputError
-from .._scope import Context, one_per_value
+from .._scope import Context
 from .._signature import subscript
-from ..distributions import Distribution, JointDistribution, validation_enabled
-from ..distributions._base import capturing
-from . import _printing
+from ..distributions import Distribution, JointDistribution
+from . import _forward_algorithm, _printing, _unroll
 from ._base import Loss
 from ._terms import LogProb
 
@@ -137,8 +139,10 @@ class Sum(Loss):
     ``p(y|y_prev)``), and the loss is :math:`\log \sum_{y_{1:T}} \prod_{t=1}^{T} p(x_t,y_t|y_{t-1})`: the exact
     :math:`\log p(x_{1:T})` of a hidden Markov model, its value and gradient, with no draw. It is computed by the
     forward recursion :math:`\alpha_t(j) = \log \sum_k \exp(\alpha_{t-1}(k) + f_t(k, j))` over the K values
-    of ``y``, the step evaluated once per step on all :math:`K \times K` pairs :math:`(y_{t-1}, y_t)`: cost
-    :math:`T K^2` evaluations of the step instead of :math:`K^T` paths. ``y`` may be carried (once, as
+    of ``y``, the step evaluated on all :math:`K \times K` pairs :math:`(y_{t-1}, y_t)` of every step at once
+    (the series enter with their time axis; what does not depend on t, such as the transition, is evaluated
+    once): cost :math:`T K^2` values of the step instead of :math:`K^T` paths. Only the series and the
+    carried state may change from step to step. ``y`` may be carried (once, as
     ``carry={"y_prev": "y"}`` with its initial value) or not (then each step sums over ``y_t`` on its own); the
     other carried variables may only be series (``{"x_prev": "x"}``). Padded steps (``mask``, ``length``) leave
     the sum as it was, wherever they are. For any other step loss the value is
@@ -187,7 +191,7 @@ class Sum(Loss):
         self._check_carry(where)
         if self.marginalize is not None:
             self._check_marginalize(where)
-        # the distributions whose draws a step may carry (a step's cache is keyed by their ids)
+        # the distributions whose draws a step may carry (asked of the step's context: Context.draws_of)
         self._drawers = _flat(self.step._distributions()) + self._carry_distributions
         self._initial_names, self.initial = {}, nn.Module()
         self._check_initial(where, dict(initial or {}) if isinstance(initial, dict) or initial is None else initial)
@@ -348,8 +352,8 @@ class Sum(Loss):
     # ------------------------------------------------------------ evaluation
     def _eval(self, scope):
         if self.marginalize is not None:
-            return _log_sum_exp(self._forward(scope)[0], 0)
-        return self._run(scope)[0]
+            return _forward_algorithm.log_likelihood(self, scope)
+        return _unroll.unroll(self, scope)[0]
 
     def draws(self, inputs=None, **params):
         """Evaluate the steps on ``inputs`` and return every variable drawn in them and every carried one (its
@@ -361,55 +365,23 @@ class Sum(Loss):
                              f"E(q, ...), to draw trajectories.")
         scope = Context.from_inputs(inputs, params)
         self.check_inputs(scope.values, params, scope.datasets)
-        return {k: torch.stack(v, len(scope.lead_shape)) for k, v in self._run(scope, keep=True)[1].items()}
+        kept = _unroll.unroll(self, scope, keep=True)[1]
+        return {k: torch.stack(v, len(scope.lead_shape)) for k, v in kept.items()}
 
     def posterior(self, inputs=None, **params):
         r"""The posterior of the summed-out state at every step given the whole sequence, :math:`p(y_t|x_{1:T})`
         (the forward-backward smoother), as its mean :math:`\mathbb{E}[y_t|x_{1:T}]` stacked along a time axis after
         the batch dim, ``(batch, T, *event)``: for a one-hot Categorical state, the probabilities of its K classes;
         for a Bernoulli state, the probability of each bit. Padded steps are 0. Only with ``marginalize``."""
-        scope = self._decoding_scope("posterior() is the posterior", inputs, params)
-        probes = []
-        with torch.enable_grad():
-            alpha, support = self._forward(scope, probes)
-            marginals = torch.autograd.grad(_log_sum_exp(alpha, 0).sum(), probes)  # (K, *lead): p(y_t = k|x)
-        event = support.shape[1 + len(scope.lead_shape):]
-        means = [(m.reshape(m.shape + (1,) * len(event)) * support).sum(0) for m in marginals]
-        return torch.stack(means, len(scope.lead_shape)).detach()
+        return _forward_algorithm.posterior(self, self._decoding_scope("posterior() is the posterior", inputs, params))
 
-    @torch.no_grad()
     def most_probable(self, inputs=None, **params):
         r"""The most probable path of the summed-out state given the whole sequence,
         :math:`\arg\max_{y_{1:T}} \prod_t p(x_t,y_t|y_{t-1})` (the Viterbi algorithm), its values stacked along a
         time axis after the batch dim, ``(batch, T, *event)``: one-hot rows for a Categorical state, bits for a
         Bernoulli one. Padded steps are 0. Only with ``marginalize``."""
-        scope = self._decoding_scope("most_probable() is the best path", inputs, params)
-        pointers = []
-        alpha, support = self._forward(scope, pointers=pointers)
-        lead_shape, k = scope.lead_shape, support.shape[0]
-        event = support.shape[1 + len(lead_shape):]
-        mask = self._step_mask(scope, len(pointers))
-        state, path = alpha.argmax(0), []  # (*lead): the best last value (the initial one where no step is real)
-        for t in reversed(range(len(pointers))):
-            index = state.clamp(max=k - 1).reshape((1,) + lead_shape + (1,) * len(event))
-            value = support.expand((k,) + lead_shape + event).gather(0, index.expand((1,) + lead_shape + event))[0]
-            if mask is not None:  # a padded step holds the state of the real one before it: no value of its own
-                value = torch.where(mask[..., t].reshape(mask.shape[:-1] + (1,) * len(event)), value, 0)
-            path.append(value)
-            state = pointers[t].gather(0, state.unsqueeze(0))[0]  # the previous value on the best path to this one
-        return torch.stack(path[::-1], len(lead_shape))
-
-    def _values(self, step_scope):
-        """Every value of the summed-out state, (K, *lead, *event), refused with Sum's advice where too many."""
-        try:
-            return self._enumerator.enumerate_support(step_scope)
-        except ValueError as error:
-            if not _too_many(error):
-                raise
-            count = str(error).split("; use")[0]
-            raise ValueError(f"Sum over {self.over}: marginalize={self.marginalize!r}: {count}; the forward algorithm "
-                             f"would evaluate the step on every pair of them at each step. Use a state of fewer "
-                             f"values, or sample it (a Sum over E(q, ...), without marginalize).") from None
+        return _forward_algorithm.most_probable(
+            self, self._decoding_scope("most_probable() is the best path", inputs, params))
 
     def _decoding_scope(self, what, inputs, params):
         """The context of ``inputs`` for a method that decodes the summed-out state (``what`` it gives)."""
@@ -419,302 +391,3 @@ class Sum(Loss):
         scope = Context.from_inputs(inputs, params)
         self.check_inputs(scope.values, params, scope.datasets)
         return scope
-
-    def _length(self, scope):
-        where = f"Sum over {self.over}"
-        lengths = {}
-        for name in self.series:
-            value = scope.values.get(name)
-            if value is None:
-                raise MissingInputError(f"{where} reads the series `{name}` step by step; pass it as an input of "
-                                        f"shape (batch, T, ...).")
-            n = scope.lead[name]
-            if value.dim() <= n:
-                raise ValueError(f"{where}: the series `{name}` needs a time axis after the batch dim, shape "
-                                 f"(batch, T, ...); got shape {tuple(value.shape)}.")
-            lengths[name] = value.shape[n]
-        if len(set(lengths.values())) > 1:
-            listed = ", ".join(f"`{k}` has {v}" for k, v in lengths.items())
-            raise ValueError(
-                f"{where}: the series are of unequal lengths ({listed} steps along dim 1). Pad them to a common "
-                f"length T (e.g. torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True)) and say which steps "
-                f"are real: mask='mask' with an input (batch, T) true at the real steps, or length='length' with "
-                f"an input (batch,) of lengths."
-            )
-        if self.steps is not None and lengths and self.steps != next(iter(lengths.values())):
-            raise ValueError(f"{where}: steps={self.steps} but the series have {next(iter(lengths.values()))} steps; "
-                             f"leave steps out to read T from the series.")
-        steps = self.steps if self.steps is not None else next(iter(lengths.values()))
-        if steps == 0:
-            raise ValueError(f"{where}: the series {self.series} have no steps (T = 0 along dim 1); give sequences of "
-                             f"at least one step (pad an empty one and mask it out).")
-        return steps
-
-    def _step_mask(self, scope, steps):
-        """``(batch, T)`` booleans, or None without mask or length."""
-        where = f"Sum over {self.over}"
-        name = self.mask or self.length
-        if name is None:
-            return None
-        value = scope.values.get(name)
-        if value is None:
-            kind = "mask (batch, T), true at the real steps" if self.mask else "length (batch,) of sequence lengths"
-            raise MissingInputError(f"{where}: pass the input `{name}`, its {kind}; got {sorted(scope.values)}.")
-        n = scope.lead[name]
-        if self.length is not None:
-            if value.dim() != n or value.is_floating_point():
-                raise ValueError(f"{where}: length `{name}` must hold one integer per sequence, shape (batch,); got "
-                                 f"{value.dtype} of shape {tuple(value.shape)}.")
-            # checked where it costs no wait for the device: on the first step, or with the lengths on the CPU
-            # (never while a CUDA graph is captured, nor on a deferred step's device tensor)
-            check = validation_enabled() or value.device.type == "cpu"
-            if check and not capturing() and bool(((value < 0) | (value > steps)).any()):
-                raise ValueError(f"{where}: length `{name}` must lie in [0, {steps}] (T = {steps} steps); got values "
-                                 f"from {int(value.min())} to {int(value.max())}.")
-            return torch.arange(steps, device=value.device) < value.unsqueeze(-1)
-        if value.dim() != n + 1 or value.shape[n] != steps:
-            raise ValueError(f"{where}: mask `{name}` must be (batch, T) = (batch, {steps}), true at the real steps; "
-                             f"got shape {tuple(value.shape)}.")
-        return value if value.dtype == torch.bool else value != 0
-
-    def _initial_values(self, scope):
-        values = {}
-        for name in self.carry:
-            if name in self._initial_names:
-                source = self._initial_names[name]
-                values[name] = scope.values[source], scope.lead[source]
-            elif hasattr(self.initial, name):
-                value = getattr(self.initial, name)
-                # the data's floating dtype (a mask or lengths given first have none)
-                like = next((v for v in scope.values.values() if v.is_floating_point()),
-                            next(iter(scope.values.values()), None))
-                if like is not None and (value.device != like.device or
-                                         (like.is_floating_point() and value.dtype != like.dtype)):
-                    value = value.to(like.device, like.dtype if like.is_floating_point() else value.dtype)
-                shape = scope.lead_shape
-                values[name] = value.expand(shape + value.shape), len(shape)
-            elif name in scope.values:
-                values[name] = scope.values[name], scope.lead[name]
-            else:
-                raise MissingInputError(
-                    f"Sum over {self.over}: the carried `{name}` takes `{self._source(name)}` from the previous step, "
-                    f"so the first step needs its initial value; pass it as the input `{name}` (batch, ...), or set "
-                    f"initial={{'{name}': torch.zeros(...)}} (an nn.Parameter to learn it)."
-                )
-        return values
-
-    def _draws(self, samples, lead_shape, by_id):
-        """var -> [(distribution, value, lead)] of the one-per-example draws cached in a step's evaluation."""
-        found, other = {}, {}
-        for key, entry in samples.items():
-            if not (isinstance(key, tuple) and len(key) >= 4 and key[0] in by_id):
-                continue
-            values, lead = entry
-            target = found if key[1] == () and key[3] == lead_shape else other
-            for var, value in values.items():
-                bucket = target.setdefault(var, [])
-                if all(value is not v for _, v, _ in bucket):
-                    bucket.append((by_id[key[0]], value, lead))
-        return found, other
-
-    def _carried(self, step_scope, found, other):
-        """The values carried to the next step, and the log q of those drawn without a reparameterized sampler
-        (their score term must also weigh the later steps, which depend on them through the carry)."""
-        where = f"Sum over {self.over}"
-        out, scores = {}, []
-
-        def drawn():  # the step's one-per-example draws, as a scope to score or draw in
-            unique = {v: hits[0] for v, hits in found.items() if len(hits) == 1}
-            return step_scope.child({v: h[1] for v, h in unique.items()}, {v: h[2] for v, h in unique.items()},
-                                    step_scope.lead_shape)
-
-        def score(d, name):
-            if not d.has_reparam and d.has_log_prob:
-                value, lead = out[name]
-                scores.append(d.log_prob(drawn().child({d.var[0]: value}, {d.var[0]: lead}, step_scope.lead_shape)))
-
-        for name, source in self.carry.items():
-            if isinstance(source, Distribution):
-                hits = [h for h in found.get(source.var[0], []) if h[0] is source
-                        or (isinstance(source, JointDistribution) and any(h[0] is f for f in source.factors))]
-                if hits:
-                    out[name] = hits[0][1:]
-                    score(hits[0][0], name)
-                    continue
-                inner = source.sample(drawn())
-                out[name] = inner[source.var[0]], inner.lead[source.var[0]]
-                score(source, name)
-                continue
-            hits = found.get(source, [])
-            if len(hits) > 1:
-                raise ValueError(
-                    f"{where}: carry={{{name!r}: {source!r}}}: step {self.over} drew `{source}` with several "
-                    f"distributions ({', '.join(h[0].prob_text for h in hits)}); carry the one meant: "
-                    f"carry={{{name!r}: d}} with d one of them."
-                )
-            if hits:
-                out[name] = hits[0][1:]
-                score(hits[0][0], name)
-            elif source in step_scope.values:
-                out[name] = step_scope.values[source], step_scope.lead[source]
-            elif source in other:
-                raise ValueError(
-                    f"{where}: carry={{{name!r}: {source!r}}}: the step drew `{source}` only with a sample_shape; a "
-                    f"carried variable is one draw per sequence (leave sample_shape out of its expectation, or "
-                    f"repeat the batch for several trajectories)."
-                )
-            elif _enumerates(self.step, source):
-                raise ValueError(
-                    f"{where}: carry={{{name!r}: {source!r}}}: step {self.over} sums over every value of `{source}` "
-                    f"(E(..., enumerate=True)), so there is no one draw of it to carry; sample it instead (the "
-                    f"score-function estimator, E's default for a discrete q), carry the distribution itself: "
-                    f"carry={{{name!r}: q}}, or sum it out of the whole sequence: Sum(LogProb(p_x * p_y), ..., "
-                    f"marginalize={source!r})."
-                )
-            else:
-                raise ValueError(
-                    f"{where}: carry={{{name!r}: {source!r}}}: step {self.over} did not draw `{source}` (no term of "
-                    f"the step samples a distribution of it); take an expectation over it, E(q, ...), or carry the "
-                    f"distribution itself: carry={{{name!r}: q}}."
-                )
-        return out, scores
-
-    @staticmethod
-    def _hold(new, old, real):
-        """``new`` carried values where the step is real (``real``: (batch,)), ``old`` where it is padding: a
-        masked step leaves the state as it was."""
-        held = {}
-        for name, (value, lead) in new.items():
-            before, before_lead = old[name]
-            shape = real.shape + (1,) * (value.dim() - lead)
-            held[name] = torch.where(real.reshape(shape), value, before), max(lead, before_lead)
-        return held
-
-    def _step_scope(self, scope, t, carried, samples):
-        """The context of step t: the series at t, the carried values, the step's own cache of draws."""
-        values, lead = dict(scope.values), dict(scope.lead)
-        for name in self.series:
-            values[name] = scope.values[name].select(scope.lead[name], t)
-        for name, (value, n) in carried.items():
-            values[name], lead[name] = value, n
-        return Context(values, lead, scope.lead_shape, scope.params, samples, scope.datasets)
-
-    def _run(self, scope, keep=False):
-        steps = self._length(scope)
-        mask = self._step_mask(scope, steps)
-        carried = self._initial_values(scope)
-        lead_shape, per_step, kept, scores = scope.lead_shape, [], {}, []
-        by_id = {id(d): d for d in self._drawers}  # ids now, not when written: a copied loss has copied distributions
-        for t in range(steps):
-            samples = {}  # each step draws afresh; its terms share its draws
-            step_scope = self._step_scope(scope, t, carried, samples)
-            values = step_scope.values
-            value = self.step._eval(step_scope)
-            if not isinstance(value, torch.Tensor):
-                like = next(iter(values.values()))  # a number: filled on the device (no copy from the host)
-                value = like.new_full(lead_shape, value)
-            per_step.append(value)
-            if self.carry or keep:
-                found, other = self._draws(samples, lead_shape, by_id)
-                if keep:
-                    for var, hits in list(found.items()) + [(k, [(None, values[k])]) for k in self.carry]:
-                        kept.setdefault(var, []).append(hits[0][1])
-                if t + 1 < steps:
-                    new, step_scores = self._carried(step_scope, found, other)
-                    carried = new if mask is None else self._hold(new, carried, mask[..., t])
-                    scores += [(t, log_q) for log_q in step_scores]
-        values = torch.stack(per_step, -1)  # (*lead, T): one sum (and one masking) for all the steps
-        if mask is not None:  # (batch, T), aligned with the right of (*lead, T)
-            values = torch.where(mask, values, values.new_zeros(()))
-        total = values.sum(-1)
-        if scores:
-            # a discrete draw carried from step t changes every later step: its score term, zero in value, is
-            # weighted by their sum too (step t's own E weighs it by step t's value only)
-            with torch.no_grad():
-                later = values.flip(-1).cumsum(-1).flip(-1) - values
-            for t, log_q in scores:
-                weight = later[..., t] if mask is None else torch.where(mask[..., t], later[..., t], 0.0)
-                total = total + weight * (log_q - log_q.detach())
-        return total, kept
-
-
-    def _forward(self, scope, probes=None, pointers=None):
-        """log sum over every path of the marginalized variable of exp(sum_t step_t), by the forward recursion.
-
-        ``alpha`` holds, for each candidate value of the previous state (P of them: the initial value at first, then
-        the K values; with a mask the K values and the initial one throughout, so that a padded step holds alpha
-        wherever it is), the log-sum over the paths so far that end there. ``probes``, a list, receives one zero
-        tensor (K, *lead) per step added to the step's values of y_t: the gradient of the result with respect to it
-        is the posterior probability of each value of y_t. ``pointers``, a list, turns the sums over the previous
-        value into maxima (Viterbi) and receives, per step, the best previous candidate of each value (K, *lead).
-        Returns the final ``alpha`` (P, *lead) and the K values, (K, 1, ..., 1, *event)."""
-        steps = self._length(scope)
-        mask = self._step_mask(scope, steps)
-        carried = self._initial_values(scope)
-        var, prev, lead_shape = self.marginalize, self._marginal_carry, scope.lead_shape
-        support = alpha = previous = None
-        for t in range(steps):
-            step_scope = self._step_scope(scope, t, carried, {})
-            if support is None:  # the K values, the same at every step: (K, *lead, *event)
-                support = self._values(step_scope)
-                k, event = support.shape[0], support.shape[1 + len(lead_shape):]
-                support = one_per_value(support, 1 + len(lead_shape))  # (K, 1, ..., 1, *event)
-                alpha = support.new_zeros((1,) + lead_shape)
-                if prev is not None:
-                    first, n = carried[prev]
-                    previous = first.expand(lead_shape + first.shape[n:]).unsqueeze(0)
-                if mask is not None:  # the K values first, never reached before a real step, then the initial one
-                    alpha = torch.cat([alpha.new_full((k,) + lead_shape, float("-inf")), alpha])
-                    previous = None if prev is None else torch.cat([support.expand((k,) + previous.shape[1:]),
-                                                                    previous])
-            grid = (alpha.shape[0], k) + lead_shape
-            # y_t along dim 1 and y_{t-1} along dim 0, not expanded: a factor of the step reading only one of them
-            # (the emission p(x_t|y_t)) is evaluated K times per step, not K^2
-            new_values, new_lead = {var: support.unsqueeze(0)}, {var: len(grid)}
-            if prev is not None:
-                new_values[prev], new_lead[prev] = previous.unsqueeze(1), len(grid)
-            f = self.step._eval(step_scope.child(new_values, new_lead, torch.Size(grid)))
-            if not isinstance(f, torch.Tensor) or f.shape != grid:
-                f = (f.to(alpha.dtype) if isinstance(f, torch.Tensor) else alpha.new_full((), f)).expand(grid)
-            if probes is not None:
-                probes.append(f.new_zeros(grid[1:], requires_grad=True))
-                f = f + probes[-1]
-            if pointers is None:
-                new = _log_sum_exp(alpha.unsqueeze(1) + f, 0)  # (K, *lead): over the previous value
-            else:
-                new, best = (alpha.unsqueeze(1) + f).max(0)
-            if mask is None:
-                alpha, previous = new, support if prev is not None else None
-                if pointers is not None:
-                    pointers.append(best)
-            else:
-                new = torch.cat([new, new.new_full((1,) + lead_shape, float("-inf"))])
-                alpha = torch.where(mask[..., t], new, alpha)
-                if pointers is not None:  # a padded step leaves every candidate where it was
-                    stay = torch.arange(k + 1, device=best.device).reshape((k + 1,) + (1,) * len(lead_shape))
-                    best = torch.cat([best, best.new_full((1,) + lead_shape, k)])
-                    pointers.append(torch.where(mask[..., t], best, stay.expand_as(best)))
-            for name, source in self.carry.items():  # series carried to the next step (x_prev <- x)
-                if name != prev and t + 1 < steps:
-                    moved = {name: (step_scope.values[source], step_scope.lead[source])}
-                    carried.update(moved if mask is None else self._hold(moved, {name: carried[name]}, mask[..., t]))
-        return alpha, support
-
-
-def _too_many(error):
-    """Whether ``error`` is a family's refusal to enumerate more values than it sums over."""
-    return isinstance(error, ValueError) and "configurations (more than" in str(error)
-
-
-def _log_sum_exp(x, dim):
-    """``torch.logsumexp`` whose gradient is 0, not nan, where every term is -inf (a value impossible both by its
-    transition and by its emission): the terms are clamped to the dtype's lowest finite number first, as
-    ``Categorical`` clamps a -inf logit, so such a slice sums to about that number instead of -inf."""
-    return torch.logsumexp(x.clamp(min=torch.finfo(x.dtype).min), dim)
-
-
-def _enumerates(loss, var):
-    """Whether an expectation in ``loss`` sums over every value of ``var`` (``enumerate=True``)."""
-    if getattr(loss, "estimator", None) == "enumerate" and var in loss.q.var:
-        return True
-    return any(_enumerates(child, var) for child in getattr(loss, "children", ()))

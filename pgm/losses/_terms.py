@@ -1,17 +1,14 @@
 """The terms of an objective: log-likelihoods, expectations, divergences and entropies."""
 from __future__ import annotations
 
-import math
-
-import torch
-
 from torch import nn
 
 from ..distributions import Distribution, JointDistribution
-from ..distributions._base import _as_shape
+from .._values import as_shape
 from . import _kl, _printing
 from ._base import Loss, as_loss
-from ._baselines import MovingAverageBaseline, as_baseline, fit_baseline
+from ._baselines import as_baseline
+from ._estimators import ESTIMATORS, estimator_for, importance_weighted
 
 
 def _check_distribution(where, d):
@@ -19,49 +16,11 @@ def _check_distribution(where, d):
         raise TypeError(f"{where} takes pgm distributions; got {type(d).__name__}.")
 
 
-_sample_shape = _as_shape
+_sample_shape = as_shape
 
 
 def _needs(d, skip=()):
     return {v: d.prob_text for v in d.required_var if v not in skip}
-
-
-def _reduce_samples(value, scope):
-    """Average a value over the sample dims an expectation added in front of ``scope``'s dims."""
-    if not isinstance(value, torch.Tensor):
-        return value
-    extra = value.dim() - len(scope.lead_shape)
-    return value.mean(dim=tuple(range(extra))) if extra > 0 else value
-
-
-def _draw_to_score(q, scope, sample_shape):
-    """A draw of ``q`` for the score-function estimator and the log q its score term differentiates."""
-    factors = q.factors if type(q) is JointDistribution else None
-    if factors is not None and any(f.has_reparam for f in factors):
-        # a joint of reparameterized and discrete factors: the pathwise gradient through the first, the
-        # score term for the discrete ones only (their log q, which may depend on the reparameterized draws)
-        inner = q.sample(scope, sample_shape, reparam=True)
-        return inner, sum(f.log_prob(inner) for f in factors if not f.has_reparam)
-    inner = q.sample(scope, sample_shape, reparam=False)
-    return inner, q.log_prob(inner)
-
-
-def _log_mean_exp(values, count):
-    """log (1/K) sum_k exp(values_k) over the first dim (``count`` = K)."""
-    return torch.logsumexp(values, 0) - math.log(count)
-
-
-def _leave_one_out(log_w):
-    """VIMCO's baseline for each of the K samples (first dim of ``log_w``): the bound with log w_k replaced by
-    the mean of the others' log w, a value that does not depend on sample k (Mnih & Rezende 2016)."""
-    count = log_w.shape[0]
-    others_mean = (log_w.sum(0, keepdim=True) - log_w) / (count - 1)
-    # log sum_{j != k} w_j from prefix and suffix log-sum-exps: stable, O(K) memory
-    prefix = torch.logcumsumexp(log_w, 0)
-    suffix = torch.logcumsumexp(log_w.flip(0), 0).flip(0)
-    empty = torch.full_like(log_w[:1], -math.inf)
-    others = torch.logaddexp(torch.cat([empty, prefix[:-1]]), torch.cat([suffix[1:], empty]))
-    return torch.logaddexp(others, others_mean) - math.log(count)
 
 
 class LogProb(Loss):
@@ -94,9 +53,6 @@ class LogProb(Loss):
         return [self.p]
 
 
-ESTIMATORS = ("reparameterized", "score_function", "enumerate", "stratified")
-
-
 class E(Loss):
     r""":math:`\mathbb{E}_{q}[f]`, per example: the expectation of the loss ``f`` over ``q``'s variables.
 
@@ -113,7 +69,8 @@ class E(Loss):
               :math:`\frac{1}{K}\sum_k \nabla f(z_k) + (f(z_k) - b)\nabla \log q(z_k)`; the value printed and
               returned is the expectation itself, never the surrogate;
             - ``"enumerate"``: :math:`\sum_z q(z) f(z)` over every value of a discrete ``q`` (exact);
-            - ``"stratified"``: for a mixture, :math:`\sum_k w_k \mathbb{E}_{q_k}[f]` with one draw per component.
+            - ``"stratified"``: for a mixture, :math:`\sum_k w_k \mathbb{E}_{q_k}[f]` with one draw per component;
+            - the name of an :class:`Estimator` of your own, given to :func:`register_estimator`.
         enumerate: ``True`` is ``estimator="enumerate"``.
         baseline: for the score function, a control variate :math:`b` that lowers the variance without bias:
             ``"moving_average"`` (an exponential moving average of :math:`f`, updated after each step), a
@@ -131,86 +88,11 @@ class E(Loss):
                 raise ValueError(f"E over {q.prob_text}: enumerate=True and estimator={estimator!r} disagree; "
                                  f"give one of them.")
             estimator = "enumerate"
-        if estimator is None:
-            estimator = "reparameterized" if q.has_reparam else self._unreparameterized_default(q)
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"E over {q.prob_text}: estimator must be one of {ESTIMATORS}; got {estimator!r}.")
-        self._check_estimator(q, estimator, baseline)
-        if estimator == "enumerate" and math.prod(self.sample_shape) != 1:
-            raise ValueError(f"E over {q.prob_text}: enumerate=True sums over every value exactly, so it draws no "
-                             f"samples; leave sample_shape={sample_shape!r} out (or sample instead of enumerating).")
-        self.estimator = estimator
+        self.estimator = estimator_for(q, estimator, baseline, self.sample_shape, sample_shape).name
         self.baseline = as_baseline(baseline, q)
 
-    @staticmethod
-    def _unreparameterized_default(q):
-        return "stratified" if hasattr(q, "components") else "score_function"
-
-    @classmethod
-    def _check_estimator(cls, q, estimator, baseline):
-        where = f"E over {q.prob_text}"
-        default = cls._unreparameterized_default(q)
-        if not q.has_sample and estimator != "enumerate":
-            raise ValueError(f"{where}: {type(q).__name__} cannot be sampled, so no expectation over it can be "
-                             f"estimated; take it over a distribution you can sample (e.g. the q of KL(q, p)).")
-        if estimator == "reparameterized" and not q.has_reparam:
-            raise ValueError(
-                f"{where}: {type(q).__name__} has no reparameterized sampler, so no gradient would flow through "
-                f"the sample; use estimator={default!r} (the default for it), enumerate=True for a small "
-                f"discrete variable, or a relaxed family (RelaxedCategorical, RelaxedBernoulli)."
-            )
-        if estimator == "enumerate" and not q.has_enumerate_support:
-            raise ValueError(
-                f"{where}: enumerate=True sums over every value of a discrete variable; {type(q).__name__} has no "
-                f"finite support. Sample it instead (the reparameterized or score-function estimator)."
-            )
-        if estimator == "score_function" and getattr(q, "scores_another_family", False):
-            raise ValueError(
-                f"{where}: {type(q).__name__} scores a draw with the log-probability of the discrete family it "
-                f"stands for, not with the density its relaxed draws have, so the score-function gradient would be "
-                f"biased; use the reparameterized estimator (its default), RelaxedCategorical(..., "
-                f"density='concrete'), or the discrete family itself (Categorical, Bernoulli)."
-            )
-        if estimator == "score_function" and not q.has_log_prob:
-            raise ValueError(f"{where}: the score-function estimator needs log {q.prob_text}, but "
-                             f"{q.no_log_prob_reason}.")
-        if estimator == "stratified" and not hasattr(q, "components"):
-            raise ValueError(f"{where}: estimator='stratified' draws once per component of a Mixture; "
-                             f"{type(q).__name__} is not one.")
-        if baseline is not None and estimator != "score_function":
-            raise ValueError(f"{where}: a baseline reduces the variance of the score-function estimator only; "
-                             f"this expectation uses estimator={estimator!r}.")
-
     def _eval(self, scope):
-        if self.estimator == "enumerate":
-            return self._eval_enumerated(scope)
-        if self.estimator == "stratified":
-            return self.q.stratified_expectation(scope, self.f._eval, self.sample_shape)
-        if self.estimator == "score_function":
-            return self._eval_score_function(scope)
-        inner = self.q.sample(scope, self.sample_shape)
-        return _reduce_samples(self.f._eval(inner), scope)
-
-    def _eval_score_function(self, scope):
-        inner, log_q = _draw_to_score(self.q, scope, self.sample_shape)
-        value = self.f._eval(inner)
-        if isinstance(value, torch.Tensor) and value.dim() == 0 and log_q.dim() > 0:
-            # f of the whole batch of draws (an MMD, a batch statistic): its score is that of all of them together
-            log_q = log_q.sum().expand_as(log_q)
-        value = value + torch.zeros_like(log_q) if isinstance(value, torch.Tensor) else log_q.new_full(log_q.shape, value)
-        signal = value.detach()
-        if self.baseline is not None:
-            b = self.baseline(scope, signal)
-            signal = signal - b.detach()
-            if not isinstance(self.baseline, MovingAverageBaseline):  # a learned baseline: fit b to f
-                value = value + fit_baseline(b, _reduce_samples(value.detach(), scope))  # b against f's mean
-        # (log_q - log_q.detach()) is zero but carries grad log q: the value stays the expectation itself
-        return _reduce_samples(value + signal * (log_q - log_q.detach()), scope)
-
-    def _eval_enumerated(self, scope):
-        inner = scope.enumerating(self.q.var[0], self.q.enumerate_support(scope))
-        weights = self.q.log_prob(inner).exp()
-        return (weights * self.f._eval(inner)).sum(0)
+        return ESTIMATORS[self.estimator].estimate(self.q, self.f._eval, scope, self.sample_shape, self.baseline)
 
     def _sym(self):
         return _printing.Wrapped(rf"\mathbb{{E}}_{{{self.q.symbol}}}\left[", r"\right]",
@@ -419,22 +301,7 @@ class IWAE(Loss):
                              f"prior. Multiply it in: IWAE(p * prior, q, K).")
 
     def _eval(self, scope):
-        if self.q.has_reparam:
-            inner, log_q_score = self.q.sample(scope, self.sample_shape), None
-        else:
-            inner, log_q_score = _draw_to_score(self.q, scope, self.sample_shape)
-        log_w = self.p.log_prob(inner) - self.q.log_prob(inner)
-        extra = log_w.dim() - len(scope.lead_shape)
-        count = math.prod(log_w.shape[:extra]) if extra > 0 else 1
-        log_w = log_w.reshape((count,) + log_w.shape[max(extra, 0):])
-        bound = _log_mean_exp(log_w, count)
-        if log_q_score is None:
-            return bound
-        # the score term, zero in value: (bound - bound without sample k) * grad log q(z_k), summed over k
-        with torch.no_grad():
-            signal = bound.unsqueeze(0) - (_leave_one_out(log_w) if count > 1 else 0)
-        score = log_q_score.reshape(log_w.shape)
-        return bound + (signal * (score - score.detach())).sum(0)
+        return importance_weighted(self.p, self.q, scope, self.sample_shape)
 
     def _sym(self):
         p, q = self.p.prob_text, self.q.prob_text

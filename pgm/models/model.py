@@ -8,7 +8,7 @@ from torch import nn
 
 from ..distributions import Distribution, validation_enabled
 from ..losses import Loss
-from ..losses._base import check_parameter_values
+from .._values import check_parameter_values
 from . import _checks, _compile, _distributed, _objective, _step
 from ._checkpoints import atomic_save
 from ._objective import Objective, unique as _unique

@@ -249,6 +249,5 @@ def test_weight_errors_name_the_mixture(components, data):
                                         r"got str"):
         Mixture(list(components), weights="uniform")
     mixture = Mixture(list(components), weights=nn.Linear(DX + DW, 2).double())
-    from pgm import Context
     with pytest.raises(KeyError, match=r"q\(z\|x,w\) needs input `w` for its weights; got \['x'\]"):
-        mixture.stratified_expectation(Context.from_inputs({"x": data["x"]}), lambda context: 0.0, ())
+        mixture.component_weights({"x": data["x"]})

@@ -266,7 +266,7 @@ def test_a_learned_baseline_takes_conditions_drawn_by_an_enclosing_expectation()
 
 
 def test_vimco_leave_one_out_is_the_bound_with_one_log_weight_replaced():
-    from pgm.losses._terms import _leave_one_out
+    from pgm.losses._estimators import _leave_one_out
     log_w = torch.randn(5, 3) * 4
     for k in range(5):
         replaced = log_w.clone()

@@ -5,9 +5,10 @@ import torch
 from torch import nn
 
 from ..._errors import MissingInputError
-from ..._scope import Context
+from ..._scope import Context, FlowLogDensity
 from ..._signature import check_names, format_signature
-from .._base import Distribution, _as_shape
+from ..._values import as_shape
+from .._base import Distribution
 from .._family import Family
 from ._layer import Layer
 
@@ -267,13 +268,13 @@ class Flow(Distribution):
             self._no_inverse_error(self._no_inverse)
         return super().sample(inputs, sample_shape, reparam)
 
-    def _cond_key(self, context):
-        # the condition tensors themselves (compared by identity in a key; see Family._params)
-        return tuple(context.values.get(c) for c in self.cond_var)
+    def _log_density_key(self, context, value):
+        # the value and the condition tensors themselves (compared by identity in a key; see pgm._scope)
+        return FlowLogDensity(self, value, context.conditions(self))
 
     def _sample(self, context, sample_shape=torch.Size(), reparam=True):
-        key = (id(self), tuple(sample_shape), reparam, context.lead_shape, self._cond_key(context))
-        hit = context.samples.get(key)
+        key = context.draw_key(self, sample_shape, reparam)
+        hit = context.lookup(key)
         if hit is not None:
             return hit
         values, lead = self.base._sample(context, sample_shape, reparam)
@@ -292,9 +293,9 @@ class Flow(Distribution):
         if reparam:
             log_q = self._base_log_prob(context, z0, lead) - log_det.reshape(lead_shape)
             # the value's density from this pass, for the rest of the evaluation
-            context.samples[("flow log q", id(self), value, self._cond_key(context))] = log_q
+            context.store(self._log_density_key(context, value), log_q)
         result = {self.var[0]: value}, lead
-        context.samples[key] = result
+        context.store(key, result)
         return result
 
     def _log_prob(self, context):
@@ -303,7 +304,7 @@ class Flow(Distribution):
         if value is None:
             raise MissingInputError(f"{self.prob_text} needs input `{v}`; got {sorted(context.values) or 'nothing'}. "
                                     f"Pass it in the inputs dict, e.g. {{'{v}': tensor}}, or sample it first.")
-        hit = context.samples.get(("flow log q", id(self), value, self._cond_key(context)))
+        hit = context.lookup(self._log_density_key(context, value))
         if hit is not None:
             return hit
         if self.direction == "forward" and self._no_inverse is not None:
@@ -328,6 +329,6 @@ class Flow(Distribution):
         """A reparameterized draw and its log-density from the same pass (no inverse needed):
         ``(inputs plus the draw, log q of shape (*sample_shape, batch))``."""
         context = Context.of(inputs)
-        values, lead = self._sample(context, torch.Size(_as_shape(sample_shape)), True)
+        values, lead = self._sample(context, torch.Size(as_shape(sample_shape)), True)
         return {**(inputs or {}), **values}, self._log_prob(context.child(values, dict.fromkeys(values, lead),
                                                                           context.lead_shape))
