@@ -273,9 +273,6 @@ class Context:
         return Context(values, lead, self.lead_shape, self.params, {}, self.datasets)
 
 
-Scope = Context  # the name the implementation uses
-
-
 def one_per_value(values, lead):
     """``values`` ``(N, *batch, *event)`` whose ``lead`` leading dims hold the same N values for every example (a
     discrete variable's support), kept ``(N, 1, ..., 1, *event)``: a network of the variable alone then runs on the

@@ -35,13 +35,6 @@ def validation_enabled() -> bool:
     return _VALIDATION["enabled"]
 
 
-def capturing() -> bool:
-    """Whether a CUDA graph is being captured (or Dynamo traces): no value may be read back to the host then."""
-    if torch.compiler.is_compiling():
-        return True
-    return torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing()
-
-
 class Distribution(nn.Module):
     """A named conditional distribution ``name(var|cond_var)``: the interface every pgm distribution has.
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .._errors import MissingInputError, TooManyConfigurationsError
-from .._scope import Context, NetworkOutput, Scope
+from .._scope import Context, NetworkOutput
 from ._base import Distribution, validation_enabled
 
 def _shape(t):
@@ -34,6 +34,10 @@ class Family(Distribution):
         class Gumbel(Family):
             family = torch.distributions.Gumbel
             parameter_sets = (("loc", "scale"),)
+
+    A family whose torch class takes more than its parameters overrides :meth:`torch_distribution_of`; one
+    that computes its parameters from its inputs otherwise than by a network (a product of experts) overrides
+    :meth:`parameters_given`, and then has no ``net=``, ``forward`` or fixed parameters.
     """
 
     family: type = None
@@ -53,7 +57,8 @@ class Family(Distribution):
         uses_forward = type(self).forward is not Family.forward
         if net is not None and uses_forward:
             raise ValueError(f"{self.prob_text}: pass net= or define forward(), not both.")
-        self._has_network = net is not None or uses_forward
+        computes = type(self).parameters_given is not Family.parameters_given  # e.g. ProductOfNormal
+        self._has_network = net is not None or uses_forward or computes
         self._fixed = []
         self._set_fixed(fixed, features_shape)
         if self.cond_var and not self._has_network:
@@ -62,6 +67,12 @@ class Family(Distribution):
                 f"or subclass {type(self).__name__} and define forward({', '.join(self.cond_var)})."
             )
         self._seen_shapes = None
+
+    @property
+    def has_network(self) -> bool:
+        """Whether the parameters are computed from the inputs (``net=``, ``forward`` or an overridden
+        :meth:`parameters_given`); ``False`` for fixed parameters, the same for every input."""
+        return self._has_network
 
     def extra_repr(self) -> str:
         params = " or ".join(", ".join(s) for s in self.parameter_sets)
@@ -181,27 +192,38 @@ class Family(Distribution):
         return (f"{self.prob_text}: its network failed on inputs {names} ({error}). Check that each input "
                 f"has the event shape the network expects, in the signature's order {self.cond_var}.")
 
-    def _params(self, scope: Scope):
-        """The parameters for the inputs in ``scope`` and the leading shape they carry."""
+    def parameters_given(self, context: Context):
+        """The parameters for the inputs in ``context`` and the leading shape they carry.
+
+        Args:
+            context: the evaluation's :class:`~pgm.Context`, holding the conditioning variables (each
+                ``(*lead, *event)``).
+
+        Returns:
+            ``(params, lead_shape)``: a dict of the parameters by name, each ``(*lead_shape, *event)`` (a fixed
+            parameter is ``event`` alone, and ``lead_shape`` is then ``()``), and the ``torch.Size`` of their
+            leading (sample and batch) dims. A network runs once per context and inputs; the result is kept in
+            ``context``.
+        """
         if not self._has_network:
             params = {k: getattr(self, k) for k in self._fixed}
             return params, torch.Size()
-        values = scope.values
+        values = context.values
         for c in self.cond_var:
             if c not in values:
                 raise MissingInputError(self._missing_message(c, values))
         args = [values[c] for c in self.cond_var]
-        leads = [scope.lead[c] for c in self.cond_var]
+        leads = [context.lead[c] for c in self.cond_var]
         # the network runs once per evaluation and inputs: KL(q, p) and E(q, ...) share q's output (and a
         # BatchNorm inside updates its statistics once), as in a hand-written step (the key: see pgm._scope)
         key = NetworkOutput(self, tuple(args), tuple(leads))
-        hit = scope.lookup(key)
+        hit = context.lookup(key)
         if hit is not None:
             return hit
         if all(n == 1 for n in leads) and len({a.shape[0] for a in args}) == 1:
             out, lead_shape = self._net_params(args, [a.shape for a in args]), args[0].shape[:1]
         else:
-            flat, lead_shape = scope.flat(self.cond_var)
+            flat, lead_shape = context.flat(self.cond_var)
             out = self._net_params(flat, [a.shape for a in args])
             # a parameter shared by every example (a learned scale of shape (D,)) broadcasts first, as torch does
             names = [k for k, v in out.items() if torch.is_tensor(v)]
@@ -211,7 +233,7 @@ class Family(Distribution):
             out[k] = getattr(self, k)
         if validation_enabled():
             self._check_values(out)
-        scope.store(key, (out, lead_shape))
+        context.store(key, (out, lead_shape))
         return out, lead_shape
 
     def _missing_message(self, name, values):
@@ -219,7 +241,16 @@ class Family(Distribution):
         return (f"{self.prob_text} needs input `{name}`; got {given}. "
                 f"Pass it in the inputs dict, e.g. {{'{name}': tensor}}, or sample it first.")
 
-    def _torch(self, params):
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "_torch" in vars(cls):  # the hook's earlier name, which would now be ignored
+            raise TypeError(f"{cls.__name__}: the method that builds the torch distribution is now "
+                            f"torch_distribution_of(self, params); rename {cls.__name__}._torch to it.")
+
+    def torch_distribution_of(self, params):
+        """The ``torch.distributions`` object of ``params`` (a dict as :meth:`parameters_given` returns, each
+        ``(*lead, *event)``), elementwise: its batch shape is the parameters' shape, without validation.
+        Override it for a torch class that takes more than the parameters (``Multinomial``'s ``total_count``)."""
         return self.family(**params, validate_args=False)
 
     def _event_dims(self, params, lead_shape):
@@ -228,37 +259,48 @@ class Family(Distribution):
         ndim = max(params[k].dim() for k in params if k not in self.fixed_parameters)
         return ndim - len(lead_shape) - self.event_ndim
 
-    # ------------------------------------------------------ scoped operations
-    def _distribution(self, scope):
-        params, lead_shape = self._params(scope)
-        return self._torch(params), params, lead_shape
+    # ------------------------------------------------- operations in a context
+    def _distribution(self, context):
+        params, lead_shape = self.parameters_given(context)
+        return self.torch_distribution_of(params), params, lead_shape
 
-    def _sample(self, scope: Scope, sample_shape=torch.Size(), reparam=True):
-        """Draw the variables once per scope (cached); returns (values, lead ndim)."""
+    def _sample(self, context: Context, sample_shape=torch.Size(), reparam=True):
+        """Draw the variables once per context (cached); returns (values, lead ndim)."""
         # a family without a reparameterized sampler draws the same way whatever is asked: one draw, shared
         # by the score-function E (which asks reparam=False) and by a Term or a joint that ask reparam=True
         reparam = reparam and self.has_reparam
 
         def draw():
-            dist, params, lead_shape = self._distribution(scope)
-            # draw for every leading dim of the scope the parameters lack (e.g. a prior inside a batch)
-            missing = scope.lead_shape[: max(len(scope.lead_shape) - len(lead_shape), 0)]
+            dist, params, lead_shape = self._distribution(context)
+            # draw for every leading dim of the context the parameters lack (e.g. a prior inside a batch)
+            missing = context.lead_shape[: max(len(context.lead_shape) - len(lead_shape), 0)]
             shape = torch.Size(sample_shape) + missing
             return {self.var[0]: self._draw(dist, params, shape, reparam)}, len(shape) + len(lead_shape)
-        return scope.drawn(self, sample_shape, reparam, draw)
+        return context.drawn(self, sample_shape, reparam, draw)
 
     def _draw(self, dist, params, shape, reparam):
         return dist.rsample(shape) if reparam else dist.sample(shape)
 
-    def _log_prob(self, scope: Scope):
-        value = scope.values.get(self.var[0])
+    def _log_prob(self, context: Context):
+        value = context.values.get(self.var[0])
         if value is None:
-            raise MissingInputError(self._missing_message(self.var[0], scope.values))
-        dist, params, lead_shape = self._distribution(scope)
-        return self._log_prob_given(dist, params, lead_shape, value)
+            raise MissingInputError(self._missing_message(self.var[0], context.values))
+        dist, params, lead_shape = self._distribution(context)
+        return self.log_prob_given(dist, params, lead_shape, value)
 
-    def _log_prob_given(self, dist, params, lead_shape, value):
-        """log density of ``value`` under the torch distribution ``dist`` of ``params``, summed over the event."""
+    def log_prob_given(self, dist, params, lead_shape, value):
+        """The log density of ``value`` under ``dist``, summed over the event.
+
+        Args:
+            dist: the torch distribution of ``params`` (:meth:`torch_distribution_of`).
+            params: the parameters by name, each ``(*lead_shape, *event)``, as :meth:`parameters_given` returns.
+            lead_shape: the parameters' leading (sample and batch) dims.
+            value: ``(*sample, *lead_shape, *event)``, or a shape that broadcasts to it; integer or boolean data
+                is scored as floats.
+
+        Returns:
+            ``(*sample, *lead_shape)``: one log density per draw and example.
+        """
         if not value.is_floating_point():  # integer or boolean data (0/1 pixels, counts): exact as floats
             value = value.to(next(v.dtype for v in params.values() if torch.is_tensor(v) and v.is_floating_point()))
         self._check_value(value, dist, lead_shape)
@@ -279,8 +321,8 @@ class Family(Distribution):
     def _elementwise_log_prob(self, dist, params, value):
         return dist.log_prob(value)
 
-    def _entropy(self, scope: Scope):
-        dist, params, lead_shape = self._distribution(scope)
+    def _entropy(self, context: Context):
+        dist, params, lead_shape = self._distribution(context)
         return _sum_right(self._elementwise_entropy(dist, params), self._event_dims(params, lead_shape))
 
     def _elementwise_entropy(self, dist, params):
@@ -290,28 +332,28 @@ class Family(Distribution):
         """The torch distribution whose closed-form KL stands for this one (itself for most families)."""
         return dist
 
-    def _mean(self, scope):
-        dist, params, lead_shape = self._distribution(scope)
+    def _mean(self, context):
+        dist, params, lead_shape = self._distribution(context)
         try:
             return dist.mean
         except NotImplementedError:  # torch has none (the relaxed families): the interface's message
-            return super()._mean(scope)
+            return super()._mean(context)
 
-    def _variance(self, scope):
-        dist, params, lead_shape = self._distribution(scope)
+    def _variance(self, context):
+        dist, params, lead_shape = self._distribution(context)
         try:
             return dist.variance
         except NotImplementedError:
-            return super()._variance(scope)
+            return super()._variance(context)
 
     @property
     def has_enumerate_support(self):
         """Whether the torch family has a finite support that ``enumerate_support`` lists (Bernoulli, Categorical)."""
         return bool(getattr(self.family, "has_enumerate_support", False))
 
-    def _enumerate(self, scope):
+    def _enumerate(self, context):
         """Every value of the event, ``(N, *lead, *event)``: all combinations of its elements' values."""
-        dist, params, lead_shape = self._distribution(scope)
+        dist, params, lead_shape = self._distribution(context)
         elements = dist.batch_shape[len(lead_shape):]  # independent elements of one event, e.g. (D,) bits
         support = dist.enumerate_support(expand=False)  # (n, 1, ..., 1, *family event)
         values = support.reshape((support.shape[0],) + support.shape[support.dim() - self.event_ndim:])
@@ -324,13 +366,13 @@ class Family(Distribution):
             )
         index = torch.cartesian_prod(*[torch.arange(n, device=values.device)] * cells).reshape(n ** cells, cells)
         rows = values[index].reshape((n ** cells,) + tuple(elements) + values.shape[1:])
-        lead = torch.broadcast_shapes(scope.lead_shape, lead_shape)
+        lead = torch.broadcast_shapes(context.lead_shape, lead_shape)
         return rows.reshape((rows.shape[0],) + (1,) * len(lead) + rows.shape[1:]).expand(
             (rows.shape[0],) + tuple(lead) + rows.shape[1:])
 
     def get_params(self, inputs=None):
         """The family's parameters for ``inputs`` (a dict, or a context) as a dict of tensors."""
-        return self._params(Context.of(inputs))[0]
+        return self.parameters_given(Context.of(inputs))[0]
 
     def torch_distribution(self, inputs=None, independent=False):
         """The ``torch.distributions`` object for ``inputs`` (a dict, or a context).
@@ -353,7 +395,7 @@ class Family(Distribution):
             n = len(dist.batch_shape)
             params = {k: v.expand(batch_shape + v.shape[n:] if v.dim() >= n else batch_shape)
                       if k in dist.arg_constraints and torch.is_tensor(v) else v for k, v in params.items()}
-            dist = self._torch(params)
+            dist = self.torch_distribution_of(params)
         return self._kl_view(dist, params), event_dims
 
 

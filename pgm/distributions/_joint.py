@@ -96,9 +96,9 @@ class JointDistribution(Distribution):
                 todo.remove(f)
         return order
 
-    def _sample(self, scope, sample_shape=(), reparam=True):
-        lead_shape = tuple(sample_shape) + tuple(scope.lead_shape)
-        inner = scope.child({}, {}, type(scope.lead_shape)(lead_shape))
+    def _sample(self, context, sample_shape=(), reparam=True):
+        lead_shape = tuple(sample_shape) + tuple(context.lead_shape)
+        inner = context.child({}, {}, type(context.lead_shape)(lead_shape))
         new = {}
         for f in self._order(inner.values):
             values, lead = f._sample(inner, (), reparam)
@@ -107,14 +107,14 @@ class JointDistribution(Distribution):
             new.update(values)
         return new, len(lead_shape)
 
-    def _log_prob(self, scope):
+    def _log_prob(self, context):
         total = 0
         for f in self.factors:
-            total = total + f._log_prob(scope)
+            total = total + f._log_prob(context)
         return total
 
-    def _mean(self, scope):
-        inner, means = scope.child({}, {}, scope.lead_shape), {}
+    def _mean(self, context):
+        inner, means = context.child({}, {}, context.lead_shape), {}
         for f in self._order(inner.values):
             means.update({v: f._mean(inner) for v in f.var} if len(f.var) == 1 else f._mean(inner))
             values, lead = f._sample(inner, (), True)
@@ -165,21 +165,21 @@ class MarginalDistribution(JointDistribution):
         joint = JointDistribution._renamed(self, mapping)
         return MarginalDistribution(joint, [mapping.get(h, h) for h in self.hidden])
 
-    def _sample(self, scope, sample_shape=(), reparam=True):
-        values, lead = JointDistribution._sample(self, scope, sample_shape, reparam)
+    def _sample(self, context, sample_shape=(), reparam=True):
+        values, lead = JointDistribution._sample(self, context, sample_shape, reparam)
         return {k: v for k, v in values.items() if k not in self.hidden}, lead
 
-    def _mean(self, scope):
-        means = JointDistribution._mean(self, scope)
+    def _mean(self, context):
+        means = JointDistribution._mean(self, context)
         return {k: v for k, v in means.items() if k not in self.hidden}
 
-    def _log_prob(self, scope):
+    def _log_prob(self, context):
         """log sum_h p(var, h): each hidden variable enumerated in turn (nested), then a log-sum-exp."""
-        inner = scope
-        for f in self._order([v for v in scope.values if v not in self.hidden]):
+        inner = context
+        for f in self._order([v for v in context.values if v not in self.hidden]):
             if not any(h in f.var for h in self.hidden):
                 continue
             inner = inner.enumerating(f.var[0], f.enumerate_support(inner))
         log_joint = JointDistribution._log_prob(self, inner)
-        extra = log_joint.dim() - len(scope.lead_shape)
+        extra = log_joint.dim() - len(context.lead_shape)
         return torch.logsumexp(log_joint.reshape((-1,) + log_joint.shape[extra:]), 0) if extra > 0 else log_joint

@@ -186,8 +186,8 @@ class Mixture(Distribution):
         if w.dim() == 1:
             return list(w)
         # the event dims: a family knows its parameters' leading dims; otherwise a mean is (*lead, *event)
-        leads = [len(c._params(context)[1]) if isinstance(c, Family) else len(context.lead_shape) * bool(c.cond_var)
-                 for c in self.components]
+        leads = [len(c.parameters_given(context)[1]) if isinstance(c, Family)
+                 else len(context.lead_shape) * bool(c.cond_var) for c in self.components]
         event = max(m.dim() - n for m, n in zip(means, leads))
         return [w[..., k].reshape(w.shape[:-1] + (1,) * event) for k in range(len(means))]
 
@@ -368,13 +368,13 @@ class InputMixture(Distribution):
         component, value = self.component, inner.values.get(self.var[0])
         if not isinstance(component, Family) or value is None or self.k * value.numel() <= self.chunk_elements:
             return component.log_prob(inner)
-        params, lead_shape = component._params(inner)  # (K, ...): the network once on the K inputs
+        params, lead_shape = component.parameters_given(inner)  # (K, ...): the network once on the K inputs
         step = max(1, self.chunk_elements // value.numel())
         scores = []
         for start in range(0, self.k, step):
             part = {n: v if n in component.fixed_parameters else v[start:start + step] for n, v in params.items()}
-            scores.append(component._log_prob_given(component._torch(part), part,
-                                                    (min(step, self.k - start),) + lead_shape[1:], value))
+            scores.append(component.log_prob_given(component.torch_distribution_of(part), part,
+                                                   (min(step, self.k - start),) + lead_shape[1:], value))
         return torch.cat(scores)
 
     def _sample(self, context, sample_shape=torch.Size(), reparam=True):

@@ -30,5 +30,5 @@ class Multinomial(Family):
         # would synchronise on every call
         self.total_count = int(total_count)
 
-    def _torch(self, params):
+    def torch_distribution_of(self, params):
         return self.family(self.total_count, **params, validate_args=False)

@@ -5,7 +5,6 @@ import torch
 from torch import nn
 
 from .._errors import MissingInputError
-from .._signature import check_names
 from ._base import validation_enabled
 from .normal import Normal
 
@@ -44,12 +43,10 @@ class ProductOfNormal(Normal):
                 raise TypeError(f"ProductOfNormal: mask must be the name of an input, e.g. mask='m'; got "
                                 f"{type(mask).__name__}.")
             cond = cond + [mask] if mask not in cond else cond
-        nn.Module.__init__(self)
-        self.name, self.var, self.cond_var = name or experts[0].name, list(var), cond
-        check_names(self.prob_text, self.var, self.cond_var)
+        # overriding parameters_given, it has a network as far as Family is concerned: no net=, no fixed parameters
+        super().__init__(var=var, cond_var=cond, name=name or experts[0].name)
         self.experts = nn.ModuleList(experts)
         self.prior_expert, self.mask = prior_expert, mask
-        self._has_network, self._fixed, self._seen_shapes, self.net = True, [], None, None
 
     @property
     def required_var(self):
@@ -65,21 +62,21 @@ class ProductOfNormal(Normal):
         mask = None if self.mask is None else mapping.get(self.mask, self.mask)
         return ProductOfNormal(experts, name=self.name, prior_expert=self.prior_expert, mask=mask)
 
-    def _params(self, scope):
-        present = [e for e in self.experts if all(c in scope.values for c in e.required_var)]
+    def parameters_given(self, context):
+        present = [e for e in self.experts if all(c in context.values for c in e.required_var)]
         if not present:
             raise MissingInputError(
                 f"{self.prob_text} needs the inputs of at least one expert "
-                f"({', '.join(e.prob_text for e in self.experts)}); got {sorted(scope.values) or 'nothing'}."
+                f"({', '.join(e.prob_text for e in self.experts)}); got {sorted(context.values) or 'nothing'}."
             )
-        mask, mask_lead = self._mask(scope)
+        mask, mask_lead = self._mask(context)
         lead = mask_lead
         precision, weighted = (1.0, 0.0) if self.prior_expert else (0.0, 0.0)
         coverage = 0.0
         for i, e in enumerate(self.experts):
             if not any(e is q for q in present):
                 continue
-            p, lead_e = e._params(scope)
+            p, lead_e = e.parameters_given(context)
             inv = p["scale"].pow(-2)
             if mask is not None:  # column i of the mask, broadcast over the expert's event dims
                 self._check_mask_batch(mask, mask_lead, lead_e)
@@ -95,17 +92,18 @@ class ProductOfNormal(Normal):
                              f"and there is no prior expert (prior_expert=False); their product is undefined.")
         return {"loc": weighted / precision, "scale": precision.rsqrt()}, lead
 
-    def _mask(self, scope):
+    def _mask(self, context):
         """The mask ``(*lead, number of experts)`` and its leading shape, or ``(None, ())`` without one."""
         if self.mask is None:
             return None, torch.Size()
-        mask, k = scope.values.get(self.mask), len(self.experts)
+        mask, k = context.values.get(self.mask), len(self.experts)
         if mask is None:
             raise MissingInputError(
                 f"{self.prob_text} needs its mask `{self.mask}` of shape (batch, {k}), 1 where an expert "
-                f"({', '.join(e.prob_text for e in self.experts)}) is present; got {sorted(scope.values) or 'nothing'}."
+                f"({', '.join(e.prob_text for e in self.experts)}) is present; "
+                f"got {sorted(context.values) or 'nothing'}."
             )
-        lead = scope.lead[self.mask]
+        lead = context.lead[self.mask]
         if mask.dim() != lead + 1 or mask.shape[-1] != k:
             raise ValueError(
                 f"{self.prob_text}: its mask `{self.mask}` must have shape (batch, {k}), one column per expert "

@@ -21,7 +21,7 @@ class RelaxedBernoulli(TemperatureMixin, Family):
     def __init__(self, signature=None, *, temperature=1.0, **kwargs):
         super().__init__(signature, temperature=temperature, **kwargs)
 
-    def _torch(self, params):
+    def torch_distribution_of(self, params):
         # td.RelaxedBernoulli does not pass validate_args on to its LogitRelaxedBernoulli, which then checks
         # the parameters anyway (a device sync, and an error pgm's validation switch cannot turn off); build
         # the same object as its __init__ does, with the check off.

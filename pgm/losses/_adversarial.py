@@ -74,10 +74,10 @@ class _Discriminator:
         return out.reshape(lead_shape)
 
 
-def _lead_values(scope, names, draw=None):
-    """The values of ``names`` from ``scope`` (and the ``draw`` context), expanded to one common lead shape."""
-    sources = [draw if draw is not None and n in draw.values else scope for n in names]
-    lead_shape = draw.lead_shape if draw is not None else scope.lead_shape
+def _lead_values(context, names, draw=None):
+    """The values of ``names`` from ``context`` (and the ``draw`` context), expanded to one common lead shape."""
+    sources = [draw if draw is not None and n in draw.values else context for n in names]
+    lead_shape = draw.lead_shape if draw is not None else context.lead_shape
     values = {}
     for n, s in zip(names, sources):
         v = s[n]
@@ -96,12 +96,12 @@ class _Critic(Loss):
         self.printed, self.data_text = (latex, text), data_text
         self.reduce, self.detach_draw, self.frozen = reduce, detach_draw, frozen
 
-    def _eval(self, scope):
+    def _eval(self, context):
         if self.source is None:
-            values, lead_shape = _lead_values(scope, self.critic.names)
+            values, lead_shape = _lead_values(context, self.critic.names)
         else:
-            draw = self.source.sample(scope)
-            values, lead_shape = _lead_values(scope, self.critic.names, draw)
+            draw = self.source.sample(context)
+            values, lead_shape = _lead_values(context, self.critic.names, draw)
             if self.detach_draw:
                 values = {n: v.detach() if n in self.source.var else v for n, v in values.items()}
         value = self.fn(self.critic(values, lead_shape, self.frozen))
@@ -137,11 +137,11 @@ class _GradientPenalty(Loss):
     def __init__(self, critic, p, target, reduce):
         self.critic, self.p, self.target, self.reduce = critic, p, target, reduce
 
-    def _eval(self, scope):
-        fake = self.p.sample(scope)
-        real = self.target.sample(scope) if self.target is not None else scope
-        fake_values, lead_shape = _lead_values(scope, self.critic.names, fake)
-        real_values, _ = _lead_values(scope, self.critic.names, real if self.target is not None else None)
+    def _eval(self, context):
+        fake = self.p.sample(context)
+        real = self.target.sample(context) if self.target is not None else context
+        fake_values, lead_shape = _lead_values(context, self.critic.names, fake)
+        real_values, _ = _lead_values(context, self.critic.names, real if self.target is not None else None)
         mixed = {}
         for n in self.critic.names:
             if n not in self.p.var:  # a condition: the same on both sides
@@ -190,8 +190,8 @@ class _Prefixed(Loss):
     def __init__(self, loss, latex, text):
         self.children, self.printed = (loss,), (latex, text)
 
-    def _eval(self, scope):
-        return self.children[0]._eval(scope)
+    def _eval(self, context):
+        return self.children[0]._eval(context)
 
     def _sym(self):
         return _printing.Wrapped(self.printed[0], "", self.printed[1], "", self.children[0]._sym())
@@ -247,8 +247,8 @@ class AdversarialDivergence(Loss):
     def _critic_term(self, source, fn, latex, text, **kwargs):
         return _Critic(self._critic, source, fn, latex, text, self._data_text, self._reduce, **kwargs)
 
-    def _eval(self, scope):
-        return self.children[0]._eval(scope)
+    def _eval(self, context):
+        return self.children[0]._eval(context)
 
     def _sym(self):
         return self.children[0]._sym()

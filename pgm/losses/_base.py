@@ -7,7 +7,7 @@ import sympy
 import torch
 
 from .._errors import MissingInputError
-from .._scope import Scope
+from .._scope import Context
 from .._values import check_parameter_values
 from . import _printing
 
@@ -22,7 +22,7 @@ class Loss:
     children = ()
 
     # ------------------------------------------------------------- interface
-    def _eval(self, scope: Scope):
+    def _eval(self, context: Context):
         raise NotImplementedError
 
     def _sym(self):
@@ -103,9 +103,9 @@ class Loss:
         Each variable is drawn once per evaluation and distribution, and shared by every term using it.
         """
         check_parameter_values(params, "loss.eval")
-        scope = Scope.from_inputs(inputs, params)
-        self.check_inputs(scope.values, params, scope.datasets)
-        value = self._eval(scope)
+        context = Context.from_inputs(inputs, params)
+        self.check_inputs(context.values, params, context.datasets)
+        value = self._eval(context)
         if not isinstance(value, torch.Tensor):
             value = torch.as_tensor(value, dtype=torch.get_default_dtype())
         return value
@@ -225,7 +225,7 @@ class Constant(Loss):
         self.value = float(value)
         self._symbol = _printing.number(value)
 
-    def _eval(self, scope):
+    def _eval(self, context):
         return self.value
 
     def _sym(self):
@@ -258,8 +258,8 @@ class Parameter(Loss):
             raise ValueError(f"a Parameter name must be an identifier such as 'beta'; got {name!r}.")
         self.name = name
 
-    def _eval(self, scope):
-        return scope.params[self.name]
+    def _eval(self, context):
+        return context.params[self.name]
 
     def _sym(self):
         return sympy.Symbol(self.name)
@@ -275,9 +275,9 @@ class _Add(Loss):
     def __init__(self, a, b):
         self.children = (a, b)
 
-    def _eval(self, scope):
+    def _eval(self, context):
         a, b = self.children
-        return a._eval(scope) + b._eval(scope)
+        return a._eval(context) + b._eval(context)
 
     def _terms(self):
         for child in self.children:
@@ -291,8 +291,8 @@ class _Neg(Loss):
     def __init__(self, a):
         self.children = (a,)
 
-    def _eval(self, scope):
-        return -self.children[0]._eval(scope)
+    def _eval(self, context):
+        return -self.children[0]._eval(context)
 
     def _sym(self):
         return _printing.negate(self.children[0]._sym())
@@ -302,9 +302,9 @@ class _Mul(Loss):
     def __init__(self, a, b):
         self.children = (a, b)
 
-    def _eval(self, scope):
+    def _eval(self, context):
         a, b = self.children
-        return a._eval(scope) * b._eval(scope)
+        return a._eval(context) * b._eval(context)
 
     def _sym(self):
         a, b = self.children
@@ -315,9 +315,9 @@ class _Div(Loss):
     def __init__(self, a, b):
         self.children = (a, b)
 
-    def _eval(self, scope):
+    def _eval(self, context):
         a, b = self.children
-        return a._eval(scope) / b._eval(scope)
+        return a._eval(context) / b._eval(context)
 
     def _sym(self):
         a, b = self.children
@@ -328,8 +328,8 @@ class _Abs(Loss):
     def __init__(self, a):
         self.children = (a,)
 
-    def _eval(self, scope):
-        return abs(self.children[0]._eval(scope))
+    def _eval(self, context):
+        return abs(self.children[0]._eval(context))
 
     def _sym(self):
         return sympy.Abs(self.children[0]._sym(), evaluate=False)
@@ -348,13 +348,13 @@ class _Reduce(Loss):
             return Loss._free(self)
         return {self.data: f"the data set `{self.data}` (a dict of its inputs)"}
 
-    def _scope(self, scope):
+    def _inner_context(self, context):
         if self.data is None:
-            return scope
-        inputs = scope.datasets[self.data]
-        inner = Scope.from_inputs(inputs, scope.params, scope.samples)
+            return context
+        inputs = context.datasets[self.data]
+        inner = Context.from_inputs(inputs, context.params, context.samples)
         try:
-            self.children[0].check_inputs(inner.values, scope.params, inner.datasets)
+            self.children[0].check_inputs(inner.values, context.params, inner.datasets)
         except MissingInputError as error:
             raise MissingInputError(f"data set `{self.data}`: {error}") from None
         return inner
@@ -369,8 +369,8 @@ class _Mean(_Reduce):
         return _printing.Wrapped(rf"\mathbb{{E}}_{{p_{{{name}}}({data})}}\left[", r"\right]",
                                  f"E_p_{name}({data})[", "]", self.children[0]._sym())
 
-    def _eval(self, scope):
-        value = self.children[0]._eval(self._scope(scope))
+    def _eval(self, context):
+        value = self.children[0]._eval(self._inner_context(context))
         return value.mean() if isinstance(value, torch.Tensor) else value
 
 
@@ -380,11 +380,11 @@ class _Sum(_Reduce):
         text = self._variables() + (f" in {self.data}" if self.data else "")
         return _printing.Wrapped(rf"\sum_{{{data}}}\left[", r"\right]", f"sum_{text}[", "]", self.children[0]._sym())
 
-    def _eval(self, scope):
-        scope = self._scope(scope)
-        value = self.children[0]._eval(scope)
-        if not isinstance(value, torch.Tensor) or value.dim() < len(scope.lead_shape):
-            value = torch.as_tensor(value).expand(scope.lead_shape)
+    def _eval(self, context):
+        context = self._inner_context(context)
+        value = self.children[0]._eval(context)
+        if not isinstance(value, torch.Tensor) or value.dim() < len(context.lead_shape):
+            value = torch.as_tensor(value).expand(context.lead_shape)
         return value.sum()
 
 

@@ -24,31 +24,31 @@ from .._scope import one_per_value
 from ._steps import initial_values, length, step_mask
 
 
-def log_likelihood(loss, scope):
+def log_likelihood(loss, context):
     """``log sum_y exp sum_t f_t``, ``(*lead,)``."""
-    return log_sum_exp(forward(loss, scope)[0], 0)
+    return log_sum_exp(forward(loss, context)[0], 0)
 
 
-def posterior(loss, scope):
+def posterior(loss, context):
     """The smoothed mean of the state at every step, ``(*lead, T, *event)``, 0 at padded steps."""
     with torch.enable_grad():
         probe = []
-        alpha, support = forward(loss, scope, probe=probe)
+        alpha, support = forward(loss, context, probe=probe)
         marginals, = torch.autograd.grad(log_sum_exp(alpha, 0).sum(), probe)  # (T, K, *lead): p(y_t = k|x)
-    lead = len(scope.lead_shape)
+    lead = len(context.lead_shape)
     event = support.shape[1 + lead:]
     means = (marginals.reshape(marginals.shape + (1,) * len(event)) * support).sum(1)  # (T, *lead, *event)
     return means.movedim(0, lead).detach()
 
 
 @torch.no_grad()
-def most_probable(loss, scope):
+def most_probable(loss, context):
     """The values of the most probable path of the state, ``(*lead, T, *event)``, 0 at padded steps."""
     pointers = []
-    alpha, support = forward(loss, scope, pointers=pointers)
-    lead_shape, k = scope.lead_shape, support.shape[0]
+    alpha, support = forward(loss, context, pointers=pointers)
+    lead_shape, k = context.lead_shape, support.shape[0]
     event = support.shape[1 + len(lead_shape):]
-    mask = step_mask(loss, scope, len(pointers))
+    mask = step_mask(loss, context, len(pointers))
     values = support.expand((k,) + lead_shape + event)
     state, path = alpha.argmax(0), []  # (*lead): the best last value (the initial one where no step is real)
     for t in reversed(range(len(pointers))):
@@ -61,7 +61,7 @@ def most_probable(loss, scope):
     return torch.stack(path[::-1], len(lead_shape))
 
 
-def forward(loss, scope, probe=None, pointers=None):
+def forward(loss, context, probe=None, pointers=None):
     """The forward recursion over the steps of ``loss`` (a Sum with ``marginalize``).
 
     ``alpha`` holds, for each candidate of the previous value, the log-sum over the paths so far that end there:
@@ -72,10 +72,10 @@ def forward(loss, scope, probe=None, pointers=None):
     turns the sums over the previous value into maxima (Viterbi) and receives, per step, the best previous
     candidate of each value (K or, with a mask, K + 1, *lead). Returns the final ``alpha`` (K or K + 1, *lead) and
     the K values, (K, 1, ..., 1, *event)."""
-    steps = length(loss, scope)
-    mask = step_mask(loss, scope, steps)
-    support, per_step = _step_values(loss, scope, steps, mask)  # T tensors (K, P, *lead)
-    k, lead_shape = support.shape[0], scope.lead_shape
+    steps = length(loss, context)
+    mask = step_mask(loss, context, steps)
+    support, per_step = _step_values(loss, context, steps, mask)  # T tensors (K, P, *lead)
+    k, lead_shape = support.shape[0], context.lead_shape
     if probe is not None:
         probe.append(per_step[0].new_zeros((steps, k) + lead_shape, requires_grad=True))
         per_step = [f_t + p.unsqueeze(1) for f_t, p in zip(per_step, probe[0].unbind(0))]
@@ -105,7 +105,7 @@ def forward(loss, scope, probe=None, pointers=None):
     return alpha, support
 
 
-def _step_values(loss, scope, steps, mask):
+def _step_values(loss, context, steps, mask):
     """The K values of the state, (K, 1, ..., 1, *event), and the step's value at every step t for every value j
     of the state and every candidate k of the previous one: T tensors ``f_t[j, k]``, ``(K, P, *lead)``.
 
@@ -114,11 +114,11 @@ def _step_values(loss, scope, steps, mask):
     K + 1 at every step, in one grid. A state not carried has P = 1 throughout, in one grid. The grids share one
     cache, and the values of the state are one tensor: a factor of the state alone (the emission's network) runs
     once for both, and the support is enumerated on the first grid's inputs (the transition's network once)."""
-    prev, lead_shape = loss._marginal_carry, scope.lead_shape
+    prev, lead_shape = loss._marginal_carry, context.lead_shape
     n = len(lead_shape)
-    carried = initial_values(loss, scope)
-    series = {name: _time_first(scope.values[name], scope.lead[name], n) for name in loss.series}
-    series.update({name: _carried_series(scope, source, carried[name], mask, n)
+    carried = initial_values(loss, context)
+    series = {name: _time_first(context.values[name], context.lead[name], n) for name in loss.series}
+    series.update({name: _carried_series(context, source, carried[name], mask, n)
                    for name, source in loss.carry.items() if name != prev})  # x_prev <- x
     first = {name: value[:1] for name, value in series.items()}  # the first step's inputs
     initial = None
@@ -126,7 +126,7 @@ def _step_values(loss, scope, steps, mask):
         value, lead = carried[prev]
         initial = value.expand(lead_shape + value.shape[lead:]).reshape((1, 1, 1) + lead_shape + value.shape[lead:])
         first[prev] = initial
-    inner = scope.afresh({}, {})  # the grids' cache
+    inner = context.afresh({}, {})  # the grids' cache
     support = _support(loss, inner.child(first, dict.fromkeys(first, 3 + n), torch.Size((1, 1, 1) + lead_shape)))
     k, event = support.shape[0], support.shape[1 + n:]
     state = {loss.marginalize: support.reshape((1, k, 1) + (1,) * n + event)}
@@ -198,11 +198,11 @@ def _time_first(value, lead, n):
     return moved.reshape(moved.shape[:1] + (1,) * (2 + n - lead) + moved.shape[1:])
 
 
-def _carried_series(scope, source, initial, mask, n):
+def _carried_series(context, source, initial, mask, n):
     """The values a series carried to the next step takes at every step, time first like ``_time_first``: the
     initial value at the first step, then the series at the step before, or where that one is padded, at the last
     real step before it (the initial value where there is none)."""
-    series, lead = scope.values[source], scope.lead[source]
+    series, lead = context.values[source], context.lead[source]
     first, first_lead = initial
     shape = torch.broadcast_shapes(series.shape[:lead], first.shape[:first_lead])
     moved = series.movedim(lead, 0)

@@ -27,8 +27,8 @@ class Input(Loss):
             raise ValueError(f"an Input's name must be an identifier such as 'w'; got {name!r}.")
         self.name, self._latex = name, latex or name
 
-    def _eval(self, scope):
-        return scope[self.name]
+    def _eval(self, context):
+        return context[self.name]
 
     def _sym(self):
         return _printing.Term(self._latex, self.name)
@@ -78,20 +78,20 @@ class Term(Loss):
                                 f"got {type(v).__name__}.")
         self.sources = {n: inputs.get(n, n) for n in names}
 
-    def _eval(self, scope):
+    def _eval(self, context):
         args = []
         for name, source in self.sources.items():
             if isinstance(source, Distribution):
-                args.append(source.sample(scope)[source.var[0]])
+                args.append(source.sample(context)[source.var[0]])
             else:
-                args.append(scope[source])
+                args.append(context[source])
         value = self.fn(*args)
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"Term {self.text}: its function must return a tensor; got {type(value).__name__}.")
-        if value.dim() and tuple(value.shape) != tuple(scope.lead_shape)[-value.dim():]:
+        if value.dim() and tuple(value.shape) != tuple(context.lead_shape)[-value.dim():]:
             raise ValueError(
                 f"Term {self.text}: its function must return one value per example, shape "
-                f"{tuple(scope.lead_shape)}, or one number, shape (); got shape {tuple(value.shape)}. Sum the "
+                f"{tuple(context.lead_shape)}, or one number, shape (); got shape {tuple(value.shape)}. Sum the "
                 f"event dims (e.g. .sum(-1)) or reduce over the batch (.mean())."
             )
         return value
@@ -133,8 +133,8 @@ class _Unary(Loss):
         self.children = (as_loss(a),)
         self.fn, self.printed = fn, (latex_open, latex_close, text_name + "(", ")")
 
-    def _eval(self, scope):
-        value = self.children[0]._eval(scope)
+    def _eval(self, context):
+        value = self.children[0]._eval(context)
         return self.fn(value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.get_default_dtype()))
 
     def _sym(self):
@@ -170,8 +170,8 @@ class _Stacked(Loss):
             raise ValueError(f"{reduce.__name__.lstrip('_')} takes at least two losses; got {len(losses)}.")
         self.children, self.reduce, self.sym = tuple(as_loss(a) for a in losses), reduce, sym
 
-    def _eval(self, scope):
-        values = [c._eval(scope) for c in self.children]
+    def _eval(self, context):
+        values = [c._eval(context) for c in self.children]
         values = torch.broadcast_tensors(*(v if isinstance(v, torch.Tensor) else torch.as_tensor(v) for v in values))
         return self.reduce(values)
 
@@ -221,10 +221,10 @@ class LogMeanExp(E):
                              f"gradient), or E(q, f, estimator='score_function').")
         super().__init__(q, f, sample_shape, estimator="reparameterized")
 
-    def _eval(self, scope):
-        inner = self.q.sample(scope, self.sample_shape)
+    def _eval(self, context):
+        inner = self.q.sample(context, self.sample_shape)
         value = self.f._eval(inner)
-        extra = value.dim() - len(scope.lead_shape) if isinstance(value, torch.Tensor) else 0
+        extra = value.dim() - len(context.lead_shape) if isinstance(value, torch.Tensor) else 0
         if extra <= 0:
             return value
         count = math.prod(value.shape[:extra])

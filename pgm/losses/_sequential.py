@@ -350,10 +350,10 @@ class Sum(Loss):
         return f"<Sum over {self.over} (series {self.series}; carried {carried or 'none'}): {self}>"
 
     # ------------------------------------------------------------ evaluation
-    def _eval(self, scope):
+    def _eval(self, context):
         if self.marginalize is not None:
-            return _forward_algorithm.log_likelihood(self, scope)
-        return _unroll.unroll(self, scope)[0]
+            return _forward_algorithm.log_likelihood(self, context)
+        return _unroll.unroll(self, context)[0]
 
     def draws(self, inputs=None, **params):
         """Evaluate the steps on ``inputs`` and return every variable drawn in them and every carried one (its
@@ -363,17 +363,18 @@ class Sum(Loss):
             raise ValueError(f"Sum over {self.over}: it sums `{self.marginalize}` out of every path (marginalize="
                              f"{self.marginalize!r}) and draws nothing; build the same Sum without marginalize, over "
                              f"E(q, ...), to draw trajectories.")
-        scope = Context.from_inputs(inputs, params)
-        self.check_inputs(scope.values, params, scope.datasets)
-        kept = _unroll.unroll(self, scope, keep=True)[1]
-        return {k: torch.stack(v, len(scope.lead_shape)) for k, v in kept.items()}
+        context = Context.from_inputs(inputs, params)
+        self.check_inputs(context.values, params, context.datasets)
+        kept = _unroll.unroll(self, context, keep=True)[1]
+        return {k: torch.stack(v, len(context.lead_shape)) for k, v in kept.items()}
 
     def posterior(self, inputs=None, **params):
         r"""The posterior of the summed-out state at every step given the whole sequence, :math:`p(y_t|x_{1:T})`
         (the forward-backward smoother), as its mean :math:`\mathbb{E}[y_t|x_{1:T}]` stacked along a time axis after
         the batch dim, ``(batch, T, *event)``: for a one-hot Categorical state, the probabilities of its K classes;
         for a Bernoulli state, the probability of each bit. Padded steps are 0. Only with ``marginalize``."""
-        return _forward_algorithm.posterior(self, self._decoding_scope("posterior() is the posterior", inputs, params))
+        return _forward_algorithm.posterior(
+            self, self._decoding_context("posterior() is the posterior", inputs, params))
 
     def most_probable(self, inputs=None, **params):
         r"""The most probable path of the summed-out state given the whole sequence,
@@ -381,13 +382,13 @@ class Sum(Loss):
         time axis after the batch dim, ``(batch, T, *event)``: one-hot rows for a Categorical state, bits for a
         Bernoulli one. Padded steps are 0. Only with ``marginalize``."""
         return _forward_algorithm.most_probable(
-            self, self._decoding_scope("most_probable() is the best path", inputs, params))
+            self, self._decoding_context("most_probable() is the best path", inputs, params))
 
-    def _decoding_scope(self, what, inputs, params):
+    def _decoding_context(self, what, inputs, params):
         """The context of ``inputs`` for a method that decodes the summed-out state (``what`` it gives)."""
         if self.marginalize is None:
             raise ValueError(f"Sum over {self.over}: {what} of a state summed out of the sequence; build the Sum "
                              f"with marginalize='y' (y the discrete state).")
-        scope = Context.from_inputs(inputs, params)
-        self.check_inputs(scope.values, params, scope.datasets)
-        return scope
+        context = Context.from_inputs(inputs, params)
+        self.check_inputs(context.values, params, context.datasets)
+        return context

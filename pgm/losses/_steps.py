@@ -6,21 +6,21 @@ from __future__ import annotations
 
 import torch
 
+from .._capture import capturing
 from .._errors import MissingInputError
 from ..distributions import validation_enabled
-from ..distributions._base import capturing
 
 
-def length(loss, scope):
+def length(loss, context):
     """The number of steps T: the series' length along their time axis, or ``steps=``."""
     where = f"Sum over {loss.over}"
     lengths = {}
     for name in loss.series:
-        value = scope.values.get(name)
+        value = context.values.get(name)
         if value is None:
             raise MissingInputError(f"{where} reads the series `{name}` step by step; pass it as an input of "
                                     f"shape (batch, T, ...).")
-        n = scope.lead[name]
+        n = context.lead[name]
         if value.dim() <= n:
             raise ValueError(f"{where}: the series `{name}` needs a time axis after the batch dim, shape "
                              f"(batch, T, ...); got shape {tuple(value.shape)}.")
@@ -43,17 +43,17 @@ def length(loss, scope):
     return steps
 
 
-def step_mask(loss, scope, steps):
+def step_mask(loss, context, steps):
     """``(batch, T)`` booleans, or None without mask or length."""
     where = f"Sum over {loss.over}"
     name = loss.mask or loss.length
     if name is None:
         return None
-    value = scope.values.get(name)
+    value = context.values.get(name)
     if value is None:
         kind = "mask (batch, T), true at the real steps" if loss.mask else "length (batch,) of sequence lengths"
-        raise MissingInputError(f"{where}: pass the input `{name}`, its {kind}; got {sorted(scope.values)}.")
-    n = scope.lead[name]
+        raise MissingInputError(f"{where}: pass the input `{name}`, its {kind}; got {sorted(context.values)}.")
+    n = context.lead[name]
     if loss.length is not None:
         if value.dim() != n or value.is_floating_point():
             raise ValueError(f"{where}: length `{name}` must hold one integer per sequence, shape (batch,); got "
@@ -71,25 +71,25 @@ def step_mask(loss, scope, steps):
     return value if value.dtype == torch.bool else value != 0
 
 
-def initial_values(loss, scope):
+def initial_values(loss, context):
     """The carried values at the first step, ``{carried name: (value, leading dims)}``."""
     values = {}
     for name in loss.carry:
         if name in loss._initial_names:
             source = loss._initial_names[name]
-            values[name] = scope.values[source], scope.lead[source]
+            values[name] = context.values[source], context.lead[source]
         elif hasattr(loss.initial, name):
             value = getattr(loss.initial, name)
             # the data's floating dtype (a mask or lengths given first have none)
-            like = next((v for v in scope.values.values() if v.is_floating_point()),
-                        next(iter(scope.values.values()), None))
+            like = next((v for v in context.values.values() if v.is_floating_point()),
+                        next(iter(context.values.values()), None))
             if like is not None and (value.device != like.device or
                                      (like.is_floating_point() and value.dtype != like.dtype)):
                 value = value.to(like.device, like.dtype if like.is_floating_point() else value.dtype)
-            shape = scope.lead_shape
+            shape = context.lead_shape
             values[name] = value.expand(shape + value.shape), len(shape)
-        elif name in scope.values:
-            values[name] = scope.values[name], scope.lead[name]
+        elif name in context.values:
+            values[name] = context.values[name], context.lead[name]
         else:
             raise MissingInputError(
                 f"Sum over {loss.over}: the carried `{name}` takes `{loss._source(name)}` from the previous step, "
@@ -99,14 +99,14 @@ def initial_values(loss, scope):
     return values
 
 
-def step_context(loss, scope, t, carried):
+def step_context(loss, context, t, carried):
     """The context of step t: the series at t, the carried values, and a cache of the step's own (it draws
     afresh)."""
-    values = {name: scope.values[name].select(scope.lead[name], t) for name in loss.series}
+    values = {name: context.values[name].select(context.lead[name], t) for name in loss.series}
     lead = {}
     for name, (value, n) in carried.items():
         values[name], lead[name] = value, n
-    return scope.afresh(values, lead)
+    return context.afresh(values, lead)
 
 
 def hold(new, old, real):

@@ -40,8 +40,8 @@ class LogProb(Loss):
             raise ValueError(f"LogProb({p.prob_text}): {p.no_log_prob_reason}.")
         self.p = p
 
-    def _eval(self, scope):
-        return self.p.log_prob(scope)
+    def _eval(self, context):
+        return self.p.log_prob(context)
 
     def _sym(self):
         return _printing.Term(rf"\log {self.p.symbol}", f"log {self.p.prob_text}")
@@ -91,8 +91,8 @@ class E(Loss):
         self.estimator = estimator_for(q, estimator, baseline, self.sample_shape, sample_shape).name
         self.baseline = as_baseline(baseline, q)
 
-    def _eval(self, scope):
-        return ESTIMATORS[self.estimator].estimate(self.q, self.f._eval, scope, self.sample_shape, self.baseline)
+    def _eval(self, context):
+        return ESTIMATORS[self.estimator].estimate(self.q, self.f._eval, context, self.sample_shape, self.baseline)
 
     def _sym(self):
         return _printing.Wrapped(rf"\mathbb{{E}}_{{{self.q.symbol}}}\left[", r"\right]",
@@ -166,10 +166,10 @@ class KL(Loss):
                 )
         self._estimate = None if self.analytic else E(q, LogProb(q) - LogProb(p), sample_shape)
 
-    def _eval(self, scope):
+    def _eval(self, context):
         if self._estimate is not None:
-            return self._estimate._eval(scope)
-        return _kl.closed_form(self.q, self.p, scope)
+            return self._estimate._eval(context)
+        return _kl.closed_form(self.q, self.p, context)
 
     def _sym(self):
         q, p = self.q.prob_text, self.p.prob_text
@@ -210,10 +210,10 @@ class Entropy(Loss):
                              f"pass analytic=False to estimate it by Monte Carlo.")
         self._estimate = None if analytic else E(q, -LogProb(q), sample_shape)
 
-    def _eval(self, scope):
+    def _eval(self, context):
         if self._estimate is not None:
-            return self._estimate._eval(scope)
-        return self.q.entropy(scope)
+            return self._estimate._eval(context)
+        return self.q.entropy(context)
 
     def _sym(self):
         return _printing.Term(rf"\mathcal{{H}}\left[{self.q.symbol}\right]", f"H[{self.q.prob_text}]")
@@ -249,8 +249,8 @@ class CrossEntropy(Loss):
         else:
             self._value = E(q, -LogProb(p), sample_shape)
 
-    def _eval(self, scope):
-        return self._value._eval(scope)
+    def _eval(self, context):
+        return self._value._eval(context)
 
     def _sym(self):
         q, p = self.q.prob_text, self.p.prob_text
@@ -300,8 +300,8 @@ class IWAE(Loss):
                              f"{p.prob_text} only conditions on {unscored}, so the weights p/q would miss their "
                              f"prior. Multiply it in: IWAE(p * prior, q, K).")
 
-    def _eval(self, scope):
-        return importance_weighted(self.p, self.q, scope, self.sample_shape)
+    def _eval(self, context):
+        return importance_weighted(self.p, self.q, context, self.sample_shape)
 
     def _sym(self):
         p, q = self.p.prob_text, self.q.prob_text

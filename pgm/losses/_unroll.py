@@ -14,29 +14,29 @@ from ._estimators import score_term
 from ._steps import hold, initial_values, length, step_context, step_mask
 
 
-def unroll(loss, scope, keep=False):
+def unroll(loss, context, keep=False):
     """``loss`` (a Sum) summed over its steps, ``(*lead,)``; with ``keep``, also every variable drawn in the steps
     and every carried one, as a list per step (``(total, {name: [value at t, ...]})``)."""
-    steps = length(loss, scope)
-    mask = step_mask(loss, scope, steps)
-    carried = initial_values(loss, scope)
-    lead_shape, per_step, kept, scores = scope.lead_shape, [], {}, []
+    steps = length(loss, context)
+    mask = step_mask(loss, context, steps)
+    carried = initial_values(loss, context)
+    lead_shape, per_step, kept, scores = context.lead_shape, [], {}, []
     drawers = loss._drawers  # the distributions whose draws a step may carry (a copied loss: its copies)
     for t in range(steps):
-        step_scope = step_context(loss, scope, t, carried)  # each step draws afresh; its terms share its draws
-        values = step_scope.values
-        value = loss.step._eval(step_scope)
+        this_step = step_context(loss, context, t, carried)  # each step draws afresh; its terms share its draws
+        values = this_step.values
+        value = loss.step._eval(this_step)
         if not isinstance(value, torch.Tensor):
             like = next(iter(values.values()))  # a number: filled on the device (no copy from the host)
             value = like.new_full(lead_shape, value)
         per_step.append(value)
         if loss.carry or keep:
-            found, other = _step_draws(step_scope, drawers)
+            found, other = _step_draws(this_step, drawers)
             if keep:
                 for var, hits in list(found.items()) + [(k, [(None, values[k])]) for k in loss.carry]:
                     kept.setdefault(var, []).append(hits[0][1])
             if t + 1 < steps:
-                new, step_scores = _carried(loss, step_scope, found, other)
+                new, step_scores = _carried(loss, this_step, found, other)
                 carried = new if mask is None else hold(new, carried, mask[..., t])
                 scores += [(t, log_q) for log_q in step_scores]
     values = torch.stack(per_step, -1)  # (*lead, T): one sum (and one masking) for all the steps
@@ -54,12 +54,12 @@ def unroll(loss, scope, keep=False):
     return total, kept
 
 
-def _step_draws(step_scope, drawers):
+def _step_draws(this_step, drawers):
     """var -> [(distribution, value, lead)] of the draws the step made: those one per example (no sample shape, the
     step's batch shape), and the others."""
     found, other = {}, {}
-    for key, drawn, lead in step_scope.draws_of(drawers):
-        one_each = key.sample_shape == () and key.lead_shape == step_scope.lead_shape
+    for key, drawn, lead in this_step.draws_of(drawers):
+        one_each = key.sample_shape == () and key.lead_shape == this_step.lead_shape
         target = found if one_each else other
         for var, value in drawn.items():
             bucket = target.setdefault(var, [])
@@ -68,7 +68,7 @@ def _step_draws(step_scope, drawers):
     return found, other
 
 
-def _carried(loss, step_scope, found, other):
+def _carried(loss, this_step, found, other):
     """The values carried to the next step, and the log q of those drawn without a reparameterized sampler (their
     score term must also weigh the later steps, which depend on them through the carry)."""
     where = f"Sum over {loss.over}"
@@ -76,13 +76,13 @@ def _carried(loss, step_scope, found, other):
 
     def drawn():  # the step's one-per-example draws, as a context to score or draw in
         unique = {v: hits[0] for v, hits in found.items() if len(hits) == 1}
-        return step_scope.child({v: h[1] for v, h in unique.items()}, {v: h[2] for v, h in unique.items()},
-                                step_scope.lead_shape)
+        return this_step.child({v: h[1] for v, h in unique.items()}, {v: h[2] for v, h in unique.items()},
+                                this_step.lead_shape)
 
     def score(d, name):
         if not d.has_reparam and d.has_log_prob:
             value, lead = out[name]
-            scores.append(d.log_prob(drawn().child({d.var[0]: value}, {d.var[0]: lead}, step_scope.lead_shape)))
+            scores.append(d.log_prob(drawn().child({d.var[0]: value}, {d.var[0]: lead}, this_step.lead_shape)))
 
     for name, source in loss.carry.items():
         if isinstance(source, Distribution):
@@ -106,8 +106,8 @@ def _carried(loss, step_scope, found, other):
         if hits:
             out[name] = hits[0][1:]
             score(hits[0][0], name)
-        elif source in step_scope.values:
-            out[name] = step_scope.values[source], step_scope.lead[source]
+        elif source in this_step.values:
+            out[name] = this_step.values[source], this_step.lead[source]
         elif source in other:
             raise ValueError(
                 f"{where}: carry={{{name!r}: {source!r}}}: the step drew `{source}` only with a sample_shape; a "

@@ -153,3 +153,14 @@ def test_what_a_distribution_lacks_is_named():
         target.sample_mean()
     with pytest.raises(ValueError, match=r"^p\(z\): Density has no closed-form variance; use samples instead\.$"):
         target.sample_variance()
+
+
+def test_a_family_overriding_the_old_hook_name_is_told_the_new_one():
+    with pytest.raises(TypeError, match=r"Counts: the method that builds the torch distribution is now "
+                                        r"torch_distribution_of\(self, params\); rename Counts._torch to it."):
+        class Counts(Family):
+            family = td.Poisson
+            parameter_sets = (("rate",),)
+
+            def _torch(self, params):
+                return td.Poisson(**params)

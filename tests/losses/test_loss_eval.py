@@ -316,12 +316,12 @@ def test_means_over_named_data_sets_use_their_own_inputs():
 def test_cached_network_outputs_keep_their_inputs_alive():
     """The per-evaluation cache is keyed by the identity of the inputs; it keeps them alive, so a tensor made
     later in the same evaluation can never take a freed input's id and get that input's output."""
-    from pgm._scope import Scope
+    from pgm._scope import Context
     q = Normal("q(z|x)", net=Gaussian(4, 2))
-    scope = Scope.from_inputs({"x": torch.zeros(3, 4)})
+    context = Context.from_inputs({"x": torch.zeros(3, 4)})
     # Without the reference, CPython hands a freed tensor's id to the next one at once (reference counting frees
     # it when its name is rebound; no garbage collection is needed, which would take seconds in a long session).
     for i in range(20):
-        scope.values["x"] = torch.full((3, 4), float(i))
-        params, _ = q._params(scope)
-        torch.testing.assert_close(params["loc"], q.net(scope.values["x"])["loc"])
+        context.values["x"] = torch.full((3, 4), float(i))
+        params, _ = q.parameters_given(context)
+        torch.testing.assert_close(params["loc"], q.net(context.values["x"])["loc"])

@@ -24,7 +24,7 @@ def _default_name(base_name):
 
 def _family_event_shape(base, context):
     """The event shape of a family's draws on the inputs in ``context`` (its parameters' trailing dims)."""
-    params, lead = base._params(context)
+    params, lead = base.parameters_given(context)
     shapes = [p.shape[len(lead):] for k, p in params.items() if k not in base.fixed_parameters]
     return tuple(torch.broadcast_shapes(*shapes))
 
@@ -139,7 +139,7 @@ class Flow(Distribution):
     # ----------------------------------------------------------------- shapes
     def _static_base_shape(self):
         base = self.base
-        if isinstance(base, Family) and not base._has_network:
+        if isinstance(base, Family) and not base.has_network:
             return _family_event_shape(base, Context.from_inputs({}))
         return None
 
