@@ -20,3 +20,8 @@ class TooManyConfigurationsError(ValueError):
     def __init__(self, count, advice):
         super().__init__(f"{count}; {advice}")
         self.count = count
+
+
+class EventShapeError(ValueError):
+    """A value scored does not have the event shape of the distribution that scores it (a ``ValueError``, as it
+    was before it had a name of its own)."""

@@ -168,6 +168,14 @@ class Context:
         return [(key, *entry) for key, entry in self.samples.items()
                 if type(key) is Draw and id(key.distribution) in wanted]
 
+    def drawer_of(self, var, value):
+        """``(distribution, leading dims)`` of the draw in this context's cache that gave ``value`` (the very tensor)
+        for ``var``; None if no draw did (an input)."""
+        for key, (values, lead) in self.samples.items():
+            if type(key) is Draw and values.get(var) is value:
+                return key.distribution, lead
+        return None
+
     @property
     def batch_shape(self) -> torch.Size:
         """The leading dims every value carries: the sample dims of the enclosing expectations, innermost

@@ -7,7 +7,7 @@ import re
 import torch
 from torch import nn
 
-from .._errors import MissingInputError, TooManyConfigurationsError
+from .._errors import EventShapeError, MissingInputError, TooManyConfigurationsError
 from .._scope import Context, NetworkOutput
 from ._base import Distribution, validation_enabled
 
@@ -22,7 +22,10 @@ class Family(Distribution):
         signature: ``"q(a|x,w)"``; or give ``var=``, ``cond_var=`` and ``name=`` instead.
         net: a callable taking the conditioning variables in signature order, each of shape
             ``(batch, *event)``, and returning a dict of the family's parameters, each ``(batch, *event)``.
-            Subclasses may define ``forward`` instead.
+            Subclasses may define ``forward`` instead. Without conditioning variables (``"q(w)"``), a network
+            of no inputs gives **learned parameters** of a global variable, each of the event's shape and no
+            batch dim, shared by every example: ``forward()`` returning ``{"loc": self.loc, "scale":
+            softplus(self.raw_scale)}`` keeps the scale positive, which fixed ``nn.Parameter`` values do not.
         features_shape: the event shape of fixed parameters given as numbers, e.g. ``[64]``.
         **fixed: fixed parameter values (numbers or tensors) for distributions without a network.
 
@@ -220,7 +223,9 @@ class Family(Distribution):
         hit = context.lookup(key)
         if hit is not None:
             return hit
-        if all(n == 1 for n in leads) and len({a.shape[0] for a in args}) == 1:
+        if not args:  # a network of no inputs (learned global parameters): no leading dims, like fixed ones
+            out, lead_shape = self._net_params([], []), torch.Size()
+        elif all(n == 1 for n in leads) and len({a.shape[0] for a in args}) == 1:
             out, lead_shape = self._net_params(args, [a.shape for a in args]), args[0].shape[:1]
         else:
             flat, lead_shape = context.flat(self.cond_var)
@@ -286,7 +291,10 @@ class Family(Distribution):
         if value is None:
             raise MissingInputError(self._missing_message(self.var[0], context.values))
         dist, params, lead_shape = self._distribution(context)
-        return self.log_prob_given(dist, params, lead_shape, value)
+        try:
+            return self.log_prob_given(dist, params, lead_shape, value)
+        except EventShapeError as error:
+            raise EventShapeError(f"{error}{_drawn_by(context, self.var[0], value)}") from None
 
     def log_prob_given(self, dist, params, lead_shape, value):
         """The log density of ``value`` under ``dist``, summed over the event.
@@ -315,8 +323,8 @@ class Family(Distribution):
                                                        zip(value.shape[value.dim() - k:], event)):
             return
         per = " per example, a value of shape (batch, " + ", ".join(map(str, event)) + ")" if lead_shape else ""
-        raise ValueError(f"{self.prob_text} scores `{self.var[0]}` with event shape {tuple(event)}{per}; got a "
-                         f"tensor of shape {tuple(value.shape)}.")
+        raise EventShapeError(f"{self.prob_text} scores `{self.var[0]}` with event shape {tuple(event)}{per}; got "
+                              f"a tensor of shape {tuple(value.shape)}.")
 
     def _elementwise_log_prob(self, dist, params, value):
         return dist.log_prob(value)
@@ -400,6 +408,18 @@ class Family(Distribution):
 
 
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def _drawn_by(context, var, value):
+    """Who drew ``value`` of ``var`` in this evaluation, and the fix, for the message of a value of the wrong
+    event shape (read only on that error path); empty if it was given with the inputs."""
+    found = context.drawer_of(var, value)
+    if found is None:
+        return ""
+    drawer, lead = found
+    event = tuple(value.shape[lead if isinstance(lead, int) else lead.get(var, 0):])
+    return (f" `{var}` was drawn by {drawer.prob_text}, of event shape {event}: give both the same event shape (the "
+            f"size of a network's output, or features_shape=[...]).")
 
 
 def _sum_right(t, n):

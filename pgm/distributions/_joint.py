@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from .._signature import format_signature
+from .._scope import Context
 from ._base import Distribution
 
 
@@ -173,13 +174,49 @@ class MarginalDistribution(JointDistribution):
         means = JointDistribution._mean(self, context)
         return {k: v for k, v in means.items() if k not in self.hidden}
 
-    def _log_prob(self, context):
-        """log sum_h p(var, h): each hidden variable enumerated in turn (nested), then a log-sum-exp."""
+    def _log_joint(self, context):
+        """``(log p(var, h), extra)``: each hidden variable enumerated in turn (nested), ``extra`` leading dims of
+        the enumerated values in front of the context's batch dims."""
         inner = context
         for f in self._order([v for v in context.values if v not in self.hidden]):
             if not any(h in f.var for h in self.hidden):
                 continue
             inner = inner.enumerating(f.var[0], f.enumerate_support(inner))
         log_joint = JointDistribution._log_prob(self, inner)
-        extra = log_joint.dim() - len(context.lead_shape)
+        return log_joint, log_joint.dim() - len(context.lead_shape)
+
+    def _log_prob(self, context):
+        """log sum_h p(var, h): the enumerated joint, then a log-sum-exp."""
+        log_joint, extra = self._log_joint(context)
         return torch.logsumexp(log_joint.reshape((-1,) + log_joint.shape[extra:]), 0) if extra > 0 else log_joint
+
+    def posterior(self, inputs, log=False):
+        r"""The posterior :math:`p(h|\text{var}) = p(\text{var}, h) / \sum_{h'} p(\text{var}, h')` of the one
+        variable ``h`` summed out, for each example: what the E-step of EM computes, by Bayes' rule on the
+        enumerated joint.
+
+        Args:
+            inputs: a dict of the marginal's variables and conditions, each ``(batch, *event)``, as for
+                :meth:`log_prob`.
+            log: return :math:`\log p(h|\cdot)` instead of the probabilities.
+
+        Returns:
+            ``(*batch, N)``: the probability of each of ``h``'s ``N`` values, in the order of its factor's
+            ``enumerate_support`` (for a ``Categorical`` one-hot ``h``, column ``k`` is :math:`p(h = k|x)`,
+            the responsibilities; for ``Bernoulli`` bits, the codes in binary order); each row sums to 1.
+
+        >>> from pgm.distributions import Categorical, Normal
+        >>> p_x = Normal("p(x|z)", net=lambda z: {"loc": z @ torch.tensor([[-2.0], [2.0]]), "scale": torch.ones(1, 1)})
+        >>> p = (p_x * Categorical("p(z)", probs=torch.tensor([0.5, 0.5]))).marginalize_var("z")
+        >>> p.posterior({"x": torch.tensor([[0.0], [2.0]])}).round(decimals=3).tolist()
+        [[0.5, 0.5], [0.0, 1.0]]
+        """
+        if len(self.hidden) != 1:
+            raise ValueError(f"{self.prob_text}.posterior: the posterior of one summed-out variable at a time; this "
+                             f"marginal sums out {self.hidden}. Marginalize one, e.g. joint.marginalize_var("
+                             f"'{self.hidden[0]}').posterior(inputs).")
+        if not self.has_log_prob:
+            raise ValueError(f"{self.prob_text}.posterior: {self.no_log_prob_reason}.")
+        log_joint, _ = self._log_joint(Context.of(inputs))  # (N, *batch)
+        log_post = (log_joint - torch.logsumexp(log_joint, 0, keepdim=True)).movedim(0, -1)
+        return log_post if log else log_post.exp()

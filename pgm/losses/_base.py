@@ -1,6 +1,7 @@
 """The symbolic ``Loss``: a formula tree that evaluates to a tensor and prints itself through sympy."""
 from __future__ import annotations
 
+import difflib
 import numbers
 
 import sympy
@@ -125,8 +126,8 @@ class Loss:
             example = ", ".join(f"'{k}': ..." for k in free)
             raise MissingInputError(
                 f"the loss needs input {', '.join(f'`{k}`' for k in missing)} ({uses}); got "
-                f"{sorted(list(values) + list(datasets)) or 'nothing'}. Pass every input it needs: "
-                f"loss.eval({{{example}}})."
+                f"{sorted(list(values) + list(datasets)) or 'nothing'}.{self._misspelled(missing)} Pass every "
+                f"input it needs: loss.eval({{{example}}})."
             )
         absent = [n for n in self._parameters() if n not in params]
         if absent:
@@ -135,6 +136,20 @@ class Loss:
                 f"the loss needs the value of Parameter {', '.join(repr(n) for n in absent)}; pass it as a "
                 f"keyword: loss.eval(inputs, {example}) or model.train(inputs, {example})."
             )
+
+    def _misspelled(self, missing) -> str:
+        """For each missing input whose name is close to a variable a distribution of the formula draws (a
+        misspelled ``p(x|zz)`` beside ``q(z|x)``): `` Did you mean `z` (drawn by q(z|x))?``; else empty."""
+        drawn = {}
+        for d in self._distributions():
+            for v in d.var:
+                drawn.setdefault(v, d.prob_text)
+        hints = []
+        for k in missing:
+            close = difflib.get_close_matches(k, [v for v in drawn if v != k], n=1)
+            if close:
+                hints.append(f" Did you mean `{close[0]}` (drawn by {drawn[close[0]]}) for `{k}`?")
+        return "".join(hints)
 
     def latex(self) -> str:
         """The formula in LaTeX, terms in the order written."""

@@ -28,7 +28,19 @@ class Input(Loss):
         self.name, self._latex = name, latex or name
 
     def _eval(self, context):
-        return context[self.name]
+        value = context[self.name]
+        lead = context.lead.get(self.name, value.dim())
+        if value.dim() > lead:  # an event (a drawn z, a (batch, D) input) would broadcast against the batch
+            event = tuple(value.shape[lead:])
+            names = ", ".join(f"-{i}" for i in range(len(event), 0, -1))
+            dims = f"({names})" if len(event) > 1 else f"-{len(event)}"
+            raise ValueError(
+                f"Input({self.name!r}): `{self.name}` has event shape {event} after its {lead} leading dim(s) "
+                f"(shape {tuple(value.shape)}); an Input is one number per example, shape (batch,). Reduce its "
+                f"event in a term of your own: Term(lambda {self.name}: {self.name}.sum({dims}), "
+                f"r'\\sum {self.name}')."
+            )
+        return value
 
     def _sym(self):
         return _printing.Term(self._latex, self.name)

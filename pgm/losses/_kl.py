@@ -52,10 +52,30 @@ def has_closed_form(q, p) -> bool:
 def closed_form(q, p, context):
     """The closed-form KL per example (summed over the event dims) on the inputs in ``context``."""
     q_dist, event_dims = q.kl_distribution(context)
-    p_dist, _ = p.kl_distribution(context)
+    p_dist, p_event_dims = p.kl_distribution(context)
+    _check_event_shapes(q, p, _event_shape(q_dist, event_dims), _event_shape(p_dist, p_event_dims))
     if q_dist.batch_shape != p_dist.batch_shape:  # some of torch's KLs (Bernoulli's) index without broadcasting
         shape = torch.broadcast_shapes(q_dist.batch_shape, p_dist.batch_shape)
         q_dist, p_dist = q.kl_distribution(context, shape)[0], p.kl_distribution(context, shape)[0]
     fn = _custom(q, p)
     value = fn(q_dist, p_dist) if fn is not None else td.kl_divergence(q_dist, p_dist)
     return value.sum(dim=tuple(range(-event_dims, 0))) if event_dims > 0 else value
+
+
+def _event_shape(dist, event_dims):
+    """The event shape of a torch distribution whose last ``event_dims`` batch dims belong to the event."""
+    full = dist.batch_shape + dist.event_shape
+    return full[len(full) - event_dims - len(dist.event_shape):]
+
+
+def _check_event_shapes(q, p, q_event, p_event):
+    """Two distributions of the same variable must give it event shapes that fit (equal, or 1 that broadcasts):
+    shapes only, read without touching the values."""
+    if all(a == b or a == 1 or b == 1 for a, b in zip(reversed(q_event), reversed(p_event))):
+        return
+    var = ", ".join(q.var)
+    raise ValueError(
+        f"KL[{q.prob_text}||{p.prob_text}]: {q.prob_text} gives {var} of event shape {tuple(q_event)} but "
+        f"{p.prob_text} has event shape {tuple(p_event)}; give both the same event shape (the size of "
+        f"{q.prob_text}'s network output, or {p.prob_text}'s features_shape=[...] / parameters' shape)."
+    )

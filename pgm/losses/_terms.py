@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..distributions import Distribution, JointDistribution
+from .._errors import EventShapeError
 from .._values import as_shape
 from . import _kl, _printing
 from ._base import Loss, as_loss
@@ -168,7 +169,10 @@ class KL(Loss):
 
     def _eval(self, context):
         if self._estimate is not None:
-            return self._estimate._eval(context)
+            try:
+                return self._estimate._eval(context)
+            except EventShapeError as error:  # p scoring q's draw of another event shape
+                raise EventShapeError(f"KL[{self.q.prob_text}||{self.p.prob_text}]: {error}") from None
         return _kl.closed_form(self.q, self.p, context)
 
     def _sym(self):

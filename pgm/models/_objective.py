@@ -85,7 +85,7 @@ class Objective:
         self.parameters = unique([p for m in unique(modules) for p in m.parameters() if p.requires_grad])
         if not self.parameters:
             what = f" of objective {self.name!r}" if self.name else ""
-            raise ValueError(f"Model: the distributions{what} have no trainable parameters.")
+            raise ValueError(f"Model: the distributions{what} have no trainable parameters.{_plain_nets(modules)}")
         devices = {p.device.type for p in self.parameters}
         self.optimizer = self.optimizer_class(self.parameters,
                                               **optimizer_keywords(self.optimizer_class, self.optimizer_params, devices))
@@ -103,6 +103,21 @@ class Objective:
             for group, flags in zip(groups, self.implementation):
                 group.update(flags)
         place_steps(self.optimizer)
+
+
+def _plain_nets(modules):
+    """For the message of a model with nothing to train: the distributions whose ``net`` is a plain function (a
+    lambda calling a module hides that module's parameters), and the fix; empty if none."""
+    plain = []
+    for module in unique(modules):
+        for m in module.modules():
+            net = getattr(m, "net", None)
+            if callable(net) and not isinstance(net, nn.Module) and getattr(m, "prob_text", None):
+                plain.append(f"{m.prob_text} (net={getattr(net, '__qualname__', type(net).__name__)})")
+    if not plain:
+        return ""
+    return (f" The net of {', '.join(plain)} is a plain function, whose modules' parameters Model cannot see: pass "
+            f"the nn.Module itself as net=, or wrap the function in an nn.Module that holds the modules it calls.")
 
 
 def _number(value):

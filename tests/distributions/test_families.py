@@ -487,13 +487,64 @@ def test_kl_poisson_poisson_is_torch_closed_form():
 def test_multinomial_total_count_must_be_a_positive_int(total_count):
     with pytest.raises(ValueError, match=r"p\(z\|x\): Multinomial needs total_count, the number of draws each "
                                          r"count vector sums to, as a positive int; got .*Pass e\.g\. "
-                                         r"total_count=10\."):
+                                         r"total_count=10, or total_count=None to score each count vector "
+                                         r"with its own total\.$"):
         Multinomial("p(z|x)", net=lambda x: {"logits": x}, total_count=total_count)
 
 
 def test_multinomial_total_count_is_required():
     with pytest.raises(TypeError, match="total_count"):
         Multinomial("p(z)", probs=PROBS)
+
+
+def _multinomial_by_hand(logits, x):
+    """log n_i! - sum_k log x_ik! + sum_k x_ik log pi_ik, with n_i each row's own sum, written out."""
+    log_pi = logits - torch.logsumexp(logits, -1, keepdim=True)
+    n = x.sum(-1)
+    return torch.lgamma(n + 1) - torch.lgamma(x + 1).sum(-1) + (x * log_pi).sum(-1)
+
+
+def test_multinomial_without_total_count_scores_each_row_with_its_own_total():
+    torch.manual_seed(0)
+    logits = torch.randn(BATCH, K, dtype=torch.float64)
+    x = torch.tensor([[0, 0, 1], [3, 0, 2], [10, 4, 7], [0, 0, 0], [1, 1, 1], [40, 2, 0]])  # totals 1 ... 42
+    p = Multinomial("p(x|z)", net=lambda z: {"logits": z}, total_count=None)
+    got = p.log_prob({"z": logits, "x": x})
+    assert got.shape == (BATCH,) and got.dtype == torch.float64
+    torch.testing.assert_close(got, _multinomial_by_hand(logits, x.double()))
+    torch.testing.assert_close(got[3], torch.tensor(0.0, dtype=torch.float64))  # the empty document: log 1
+    # with sample dims in front, and from probs
+    xs = torch.stack([x, x.flip(0)])
+    torch.testing.assert_close(p.log_prob({"z": logits, "x": xs}), _multinomial_by_hand(logits, xs.double()))
+    q = Multinomial("p(x)", probs=PROBS, total_count=None)
+    torch.testing.assert_close(q.log_prob({"x": x.float()}), _multinomial_by_hand(PROBS.log(), x.float()))
+
+
+def test_multinomial_without_total_count_cannot_be_sampled():
+    p = Multinomial("p(x|z)", net=lambda z: {"logits": z}, total_count=None)
+    assert not p.has_sample and not p.has_entropy
+    z = torch.randn(BATCH, K)
+    for call in (lambda: p.sample({"z": z}), lambda: p.sample_mean({"z": z}), lambda: p.sample_variance({"z": z})):
+        with pytest.raises(ValueError, match=r"^p\(x\|z\): Multinomial with total_count=None scores each count "
+                                             r"vector with its own total, but (a draw|its mean|its variance) needs a "
+                                             r"total; build it with total_count=n \(e\.g\. total_count=10\)"):
+            call()
+
+
+def test_multinomial_with_a_total_count_refuses_rows_of_another_total():
+    p = Multinomial("p(x|z)", net=lambda z: {"logits": z}, total_count=5)
+    z = torch.randn(3, K)
+    x = torch.tensor([[1, 2, 2], [0, 0, 7], [5, 0, 0]])
+    with pytest.raises(ValueError, match=r"^p\(x\|z\): Multinomial\(total_count=5\) scores count vectors summing "
+                                         r"to 5; got 1 of 3 rows summing to other totals, such as \[7\.0\]\. Give "
+                                         r"total_count=None to score each row with its own total"):
+        p.log_prob({"z": z, "x": x})
+    torch.testing.assert_close(p.log_prob({"z": z, "x": x[[0, 2, 0]]}),
+                               _multinomial_by_hand(z, x[[0, 2, 0]].float()))
+    for bad in ([[1.5, 2.0, 1.5]], [[-1.0, 3.0, 3.0]]):
+        with pytest.raises(ValueError, match=r"^p\(x\|z\): Multinomial scores counts, non-negative integers; got "
+                                             r"values such as \[(1\.5|-1\.0)"):
+            p.log_prob({"z": z[:1], "x": torch.tensor(bad)})
 
 
 @pytest.mark.parametrize("family, params", [

@@ -202,6 +202,34 @@ def test_logit_dequantizes_and_counts_its_log_determinant():
     assert bits_per_dim(torch.tensor(-4 * math.log(256.0)), (1, 2, 2)).item() == pytest.approx(8.0)
 
 
+@pytest.mark.parametrize("alpha,levels,dequantize", [(0.05, 256, True), (0.05, 256, False), (0.1, 1, False),
+                                                      (0.0, 1, False), (0.01, 16, True)])
+def test_logit_inverse_is_exact_in_range_and_clamped_to_the_data_range(alpha, levels, dequantize):
+    layer = Logit(alpha=alpha, levels=levels, dequantize=dequantize)
+    top = levels if not dequantize else levels * (1 - 1e-12)
+    ends = [0.0, 1e-9, top / 2, top] if alpha > 0 else [1e-9, top / 2, top / 3, top * (1 - 1e-9)]  # logit(0) = -inf
+    x = torch.cat([torch.rand(200, dtype=F64) * top, torch.tensor(ends, dtype=F64)])
+    x = x.reshape(-1, 1, 2, 2)
+    y = layer.transform(x)  # the forward map without the noise
+    p = alpha + (1 - 2 * alpha) * x / levels  # by hand
+    torch.testing.assert_close(y, torch.log(p) - torch.log1p(-p))
+    x_back, log_det_back = layer.inverse(y)
+    torch.testing.assert_close(x_back, x, rtol=1e-9, atol=1e-9 * levels)
+    # the inverse's log-determinant against autograd's Jacobian of the inverse, at values in the range
+    for i in range(3):
+        jac = jacobian(lambda v: layer.inverse(v.reshape(1, 1, 2, 2))[0].reshape(-1), y[i].reshape(-1))
+        torch.testing.assert_close(log_det_back[i], torch.linalg.slogdet(jac)[1], rtol=1e-7, atol=1e-8)
+    # any real (beyond logit(alpha), logit(1 - alpha) included, and the infinities) lands inside the data range
+    for dtype in (torch.float32, F64):
+        reals = torch.cat([torch.randn(5000, dtype=dtype) * 20,
+                           torch.tensor([float("inf"), -float("inf"), 1e30, -1e30, 0.0], dtype=dtype)])
+        back, log_det = layer.inverse(reals.reshape(-1, 1))
+        assert back.dtype == dtype and not back.isnan().any() and (back >= 0).all()
+        assert (back < levels).all() if dequantize else (back <= levels).all()
+        if dequantize:
+            assert (back.floor() <= levels - 1).all()  # a valid pixel value
+
+
 def test_masks():
     torch.testing.assert_close(make_mask("half", (4,)), torch.tensor([1.0, 1.0, 0.0, 0.0]))
     torch.testing.assert_close(make_mask("alternating", (4,), parity=1), torch.tensor([0.0, 1.0, 0.0, 1.0]))

@@ -1,11 +1,13 @@
-"""Products (factorized joints), marginals and renaming with replace_var."""
+"""Products (factorized joints), marginals and their posteriors, and renaming with replace_var."""
+import math
+
 import pytest
 import torch
 import torch.distributions as td
 from torch import nn
 
 from pgm.distributions import (
-    Bernoulli, Density, JointDistribution, MarginalDistribution, Mixture, Normal, ProductOfNormal, RelaxedCategorical,
+    Bernoulli, Categorical, Density, JointDistribution, MarginalDistribution, Mixture, Normal, ProductOfNormal, RelaxedCategorical,
 )
 from pgm.losses import E, LogProb
 
@@ -203,6 +205,60 @@ def test_an_enumerated_variable_reaches_its_own_network_once_per_value():
         loc = 10 * p_x.net.linear(codes)  # (4, 1)
     per_code = td.Normal(loc[:, None], 1e-3).log_prob(x).sum(-1)  # (4, 5)
     torch.testing.assert_close(value, torch.logsumexp(per_code + prior[:, None], 0))
+
+
+class Components(nn.Module):
+    """The K Gaussians of a mixture: p(x|z) for one-hot z, means (K, D) and scales (K, D)."""
+
+    def __init__(self, loc, scale):
+        super().__init__()
+        self.loc, self.scale = loc, scale
+
+    def forward(self, z):
+        return {"loc": z @ self.loc, "scale": z @ self.scale}
+
+
+def test_the_posterior_of_a_summed_out_categorical_is_bayes_rule():
+    """The E-step of EM for a Gaussian mixture: p(z = k|x) = pi_k N(x; mu_k, s_k) / sum_j pi_j N(x; mu_j, s_j)."""
+    torch.manual_seed(0)
+    k, d = 3, 2
+    loc, scale = torch.randn(k, d, dtype=torch.float64) * 2, torch.rand(k, d, dtype=torch.float64) + 0.5
+    pi = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
+    marginal = (Normal("p(x|z)", net=Components(loc, scale)) * Categorical("p(z)", probs=pi)).marginalize_var("z")
+    x = torch.randn(7, d, dtype=torch.float64) * 2
+    # Bayes' rule by hand, each component's density written out
+    density = torch.stack([(-0.5 * ((x - loc[j]) / scale[j]) ** 2 - scale[j].log() - 0.5 * math.log(2 * math.pi))
+                           .sum(-1).exp() for j in range(k)], -1)  # (7, K)
+    expected = pi * density / (pi * density).sum(-1, keepdim=True)
+    got = marginal.posterior({"x": x})
+    assert got.shape == (7, k)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(marginal.posterior({"x": x}, log=True), expected.log())
+    torch.testing.assert_close(got.sum(-1), torch.ones(7, dtype=torch.float64))
+
+
+def test_the_posterior_of_summed_out_bits_follows_enumerate_support():
+    """Two bits y: the 4 codes in binary order, p(y|x) proportional to p(x|y) p(y)."""
+    p_x = Normal("p(x|y)", net=lambda y: {"loc": y @ torch.tensor([[1.0], [2.0]]), "scale": torch.ones(y.shape[0], 1)})
+    marginal = (p_x * Bernoulli("p(y)", probs=0.3, features_shape=[2])).marginalize_var("y")
+    x = torch.tensor([[0.0], [1.5], [3.0]])
+    codes = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    prior = td.Bernoulli(probs=torch.tensor(0.3)).log_prob(codes).sum(-1)  # (4,)
+    joint = td.Normal(codes @ torch.tensor([1.0, 2.0]), 1.0).log_prob(x) + prior  # (3, 4)
+    torch.testing.assert_close(marginal.posterior({"x": x}), torch.softmax(joint, -1))
+
+
+def test_the_posterior_needs_one_discrete_summed_out_variable(factors):
+    p_x = Normal("p(x|y,b)", net=lambda y, b: {"loc": y[:, :1] + b, "scale": torch.ones(y.shape[0], 1)})
+    both = (p_x * Bernoulli("p(y)", probs=0.3, features_shape=[2])
+            * Bernoulli("p(b)", probs=0.5, features_shape=[1])).marginalize_var("y", "b")
+    with pytest.raises(ValueError, match=r"^p\(x\).posterior: the posterior of one summed-out variable at a time; "
+                                         r"this marginal sums out \['y', 'b'\]"):
+        both.posterior({"x": torch.zeros(2, 1)})
+    continuous = (factors[0] * factors[2]).marginalize_var("a")
+    with pytest.raises(ValueError, match=r"^p\(x\).posterior: log p\(x\) needs `a` integrated out, which has no "
+                                         r"closed form"):
+        continuous.posterior({"x": torch.zeros(2, DX)})
 
 
 def test_a_factor_waits_for_the_factor_generating_an_input_it_could_go_without():

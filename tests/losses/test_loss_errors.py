@@ -145,3 +145,37 @@ def test_kl_analytic_takes_none_true_or_false(vae):
     with pytest.raises(ValueError, match=r"^KL\[q\(z\|x,w\)\|\|p\(z\)\]: analytic must be None \(closed form where "
                                          r"there is one, else Monte Carlo\), True or False; got 'yes'\.$"):
         KL(q, prior, analytic="yes")
+
+
+def test_kl_between_event_shapes_that_differ_names_both_and_the_fix():
+    q = Normal("q(z|x)", net=Gaussian(4, 6))
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[8])
+    x = {"x": torch.rand(3, 4)}
+    with pytest.raises(ValueError, match=r"^KL\[q\(z\|x\)\|\|p\(z\)\]: q\(z\|x\) gives z of event shape \(6,\) but "
+                                         r"p\(z\) has event shape \(8,\); give both the same event shape \(the size "
+                                         r"of q\(z\|x\)'s network output, or p\(z\)'s features_shape=\[\.\.\.\]"):
+        KL(q, prior).mean().eval(x)
+    with pytest.raises(ValueError, match=r"^KL\[q\(z\|x\)\|\|p\(z\)\]: p\(z\) scores `z` with event shape \(8,\); "
+                                         r"got a tensor of shape \(3, 6\)\. `z` was drawn by q\(z\|x\), of event "
+                                         r"shape \(6,\): give both the same event shape"):
+        KL(q, prior, analytic=False).mean().eval(x)
+    with pytest.raises(ValueError, match=r"^p\(z\) scores `z` .*`z` was drawn by q\(z\|x\), of event shape \(6,\)"):
+        E(q, LogProb(prior)).mean().eval(x)
+
+
+def test_a_misspelled_conditioning_variable_suggests_the_drawn_one():
+    q = Normal("q(z|x)", net=Gaussian(4, 2))
+    p = Bernoulli("p(x|zz)", net=Logits(2, 4))
+    with pytest.raises(KeyError, match=r"needs input `zz` \(`zz` is used by p\(x\|zz\)\); got \['x'\]\. Did you "
+                                       r"mean `z` \(drawn by q\(z\|x\)\) for `zz`\? Pass every input it needs"):
+        E(q, LogProb(p)).mean().eval({"x": torch.rand(3, 4)})
+
+
+def test_an_input_with_an_event_names_the_term_and_the_fix():
+    from pgm.losses import Input
+    q = Normal("q(h|x)", net=lambda x: {"loc": torch.zeros(len(x), 4, 3), "scale": torch.ones(len(x), 4, 3)})
+    with pytest.raises(ValueError, match=r"^Input\('h'\): `h` has event shape \(4, 3\) after its 1 leading dim\(s\) "
+                                         r"\(shape \(5, 4, 3\)\); an Input is one number per example, shape "
+                                         r"\(batch,\)\. Reduce its event in a term of your own: Term\(lambda h: "
+                                         r"h\.sum\(\(-2, -1\)\), r'\\sum h'\)"):
+        E(q, Input("h")).mean().eval({"x": torch.rand(5, 4)})

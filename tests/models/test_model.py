@@ -160,3 +160,52 @@ def test_model_misuse_is_explained(data):
         Model(per_example.mean(), [])
     with pytest.raises(ValueError, match=r"VAE: give exactly one of regularizer=KL\(encoder, prior\) or prior=prior"):
         VAE(q, p)
+
+
+class GlobalGaussian(nn.Module):
+    """The parameters of a global variable's q(w): a network of no inputs, its scale kept positive."""
+
+    def __init__(self, features):
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(features))
+        self.raw_scale = nn.Parameter(torch.zeros(features))
+
+    def forward(self):
+        return {"loc": self.loc, "scale": nn.functional.softplus(self.raw_scale)}
+
+
+@pytest.mark.parametrize("analytic", [True, False])
+def test_a_global_variable_with_learned_parameters_trains_towards_its_target(analytic):
+    torch.manual_seed(0)
+    q = Normal("q(w)", net=GlobalGaussian(3))
+    loc, scale = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([0.5, 2.0, 1.0])
+    target = Normal("p(w)", loc=loc, scale=scale)
+    model = Model(KL(q, target, analytic=analytic).mean(), [q], optimizer_params={"lr": 0.05})
+    inputs = {} if analytic else {"x": torch.zeros(64, 1)}  # Monte Carlo: one draw of w per example
+    for _ in range(500):
+        model.train(inputs)
+    learned = q.get_params()
+    tolerance = 1e-3 if analytic else 0.1
+    assert torch.allclose(learned["loc"], loc, atol=tolerance)
+    assert torch.allclose(learned["scale"], scale, atol=tolerance)
+
+
+def test_a_network_of_no_inputs_gives_parameters_without_a_batch_dim():
+    q = Normal("q(w)", net=GlobalGaussian(3))
+    assert q.get_params()["loc"].shape == (3,)
+    assert q.sample({}, sample_shape=5)["w"].shape == (5, 3)
+    drawn = q.sample({"x": torch.zeros(4, 2)}, sample_shape=2)  # one draw per example of a batch
+    assert drawn["w"].shape == (2, 4, 3)
+    assert q.log_prob(drawn).shape == (2, 4)
+    assert q.log_prob({"w": torch.zeros(5, 3)}).shape == (5,)
+    assert q.entropy().shape == ()
+
+
+def test_no_trainable_parameters_names_a_plain_function_net():
+    module = Encoder(6)
+    q = Normal("q(z|x)", net=lambda x: module(x))
+    prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[4])
+    with pytest.raises(ValueError, match=r"^Model: the distributions have no trainable parameters\. The net of "
+                                         r"q\(z\|x\) \(net=.*<lambda>\) is a plain function, whose modules' "
+                                         r"parameters Model cannot see: pass the nn.Module itself as net=, or wrap"):
+        Model(KL(q, prior).mean(), [q])

@@ -18,8 +18,15 @@ class Logit(Layer):
     \frac{1 - 2\alpha}{L} - \log p_i - \log(1 - p_i)\right]` with :math:`p = \alpha + (1-2\alpha)(x+u)/L`.
     Put first in a ``Flow(..., direction="inverse")``, the flow's log-likelihood is that of the dequantized
     data :math:`x + u` on :math:`[0, L)^D`, a lower bound on the discrete one in expectation; see
-    :func:`bits_per_dim`. The inverse (sampling) maps back to :math:`[0, L)` without noise. Built on torch's
-    ``AffineTransform`` and ``SigmoidTransform().inv``.
+    :func:`bits_per_dim`. Built on torch's ``AffineTransform`` and ``SigmoidTransform().inv``.
+
+    The inverse (sampling) is the exact inverse :math:`x = L\,(\sigma(y) - \alpha) / (1 - 2\alpha)`, without
+    noise, clamped to the data range: :math:`[0, L)` with ``dequantize=True`` (the largest float below
+    :math:`L` at the top, so that ``floor`` gives a pixel value), :math:`[0, L]` without. The forward map
+    takes :math:`[0, L]` onto :math:`[\mathrm{logit}\,\alpha, \mathrm{logit}(1 - \alpha)]` only, so a
+    base draw :math:`y` beyond that interval (or rounding at its ends) would invert to a value outside the
+    data range (down to :math:`-L\alpha/(1-2\alpha)`, up to :math:`L(1-\alpha)/(1-2\alpha)`); the clamp puts
+    it on the nearest bound. The inverse's log-determinant is that of the unclamped map at ``y``.
 
     Args:
         alpha: the squashing away from 0 and 1 (RealNVP: 0.05).
@@ -41,7 +48,11 @@ class Logit(Layer):
         return apply_transform(self.transform, x)
 
     def inverse(self, y, *cond):
-        return apply_transform(self.transform.inv, y)
+        x, log_det = apply_transform(self.transform.inv, y)
+        top = torch.tensor(float(self.levels), dtype=x.dtype, device=x.device)
+        if self.dequantize:  # dequantized pixels lie in [0, L): the float just below L
+            top = torch.nextafter(top, torch.zeros_like(top))
+        return torch.clamp(x, min=torch.zeros_like(top), max=top), log_det
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, levels={self.levels}, dequantize={self.dequantize}"
