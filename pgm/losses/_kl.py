@@ -8,6 +8,8 @@ import torch
 import torch.distributions as td
 from torch.distributions.kl import _dispatch_kl
 
+from .._errors import EventShapeError
+
 _REGISTRY = {}
 
 
@@ -74,7 +76,7 @@ def _check_event_shapes(q, p, q_event, p_event):
     if all(a == b or a == 1 or b == 1 for a, b in zip(reversed(q_event), reversed(p_event))):
         return
     var = ", ".join(q.var)
-    raise ValueError(
+    raise EventShapeError(
         f"KL[{q.prob_text}||{p.prob_text}]: {q.prob_text} gives {var} of event shape {tuple(q_event)} but "
         f"{p.prob_text} has event shape {tuple(p_event)}; give both the same event shape (the size of "
         f"{q.prob_text}'s network output, or {p.prob_text}'s features_shape=[...] / parameters' shape)."

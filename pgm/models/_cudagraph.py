@@ -18,7 +18,7 @@ import warnings
 import torch
 
 from ._checks import validation
-from ._compile import _BEFORE_2_14, _copy_into, _layout, _map_tensors, boxed
+from ._compile import _BEFORE_2_14, _copy_into, _layout, _map_tensors, boxed, keep_state, put_back
 from ._objective import place_steps
 
 class CUDAGraphs:
@@ -28,12 +28,6 @@ class CUDAGraphs:
 
     def __init__(self, device):
         self.device = device
-
-    def get_rng_state(self):
-        return torch.cuda.get_rng_state(self.device)
-
-    def set_rng_state(self, state):
-        torch.cuda.set_rng_state(state, self.device)
 
     def warmup(self, fn, times):
         # on a side stream, as torch.cuda.graph's documentation asks (cuBLAS handles, autograd's lazy setup); the
@@ -249,9 +243,7 @@ class CUDAGraphStep:
         # the warm-up runs the whole step, the update's kernels too, but must not train: its updates are no-ops
         # (as after a non-finite loss); BatchNorm statistics, the random state and the record are put back whether
         # or not the warm-up and the capture get through (an eager step follows a failure)
-        kept = [(b, b.detach().clone()) for b in pieces.environment.modules.buffers()]
-        kept += [(t, t.clone()) for t in (watch.count, watch.bad_at, watch.bad_value, watch.skip)]
-        rng = graphs.get_rng_state()
+        kept = keep_state(pieces)  # the random states, the buffers and the non-finite record
         had_state = set(pieces.optimizer.state)
         pieces.forget_state_tensors()
         try:
@@ -261,13 +253,11 @@ class CUDAGraphStep:
                     warnings.filterwarnings("ignore", message=_UNCAPTURED)
                     graphs.warmup(step, self.warmup_steps)
                 self._put_back_after_warmup(kept, had_state)
-                graphs.set_rng_state(rng)
                 pieces.zero_grad()
                 pieces.forget_state_tensors()  # the state tensors, those just made included
                 captured.graph = graphs.capture(step, pool=self._pool)
         except BaseException:
             self._put_back_after_warmup(kept, had_state)
-            graphs.set_rng_state(rng)
             pieces.forget_state_tensors()
             raise
         captured.grads = [p.grad for p in pieces.parameters]
@@ -277,10 +267,9 @@ class CUDAGraphStep:
         return captured
 
     def _put_back_after_warmup(self, kept, had_state):
+        put_back(kept, self.pieces.environment.device)
         optimizer = self.pieces.optimizer
         with torch.no_grad():
-            for tensor, saved in kept:
-                tensor.copy_(saved)
             # state the warm-up created (a parameter without a gradient until now) starts as it would have:
             # zeros, made here rather than inside the graph, which would make them again at every replay
             for p in set(optimizer.state) - had_state:

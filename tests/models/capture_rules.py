@@ -173,12 +173,6 @@ class StandInGraphs:
         self.captures, self.warmups, self.replays, self.pools = 0, 0, 0, []
         self.capturing = False
 
-    def get_rng_state(self):
-        return torch.get_rng_state()
-
-    def set_rng_state(self, state):
-        torch.set_rng_state(state)
-
     def warmup(self, fn, times):
         self.warmups += times
         for optimizer in self.optimizers:  # torch warns once per optimizer; this one warns every time

@@ -2,6 +2,7 @@
 contact fails here. Each test is the defect a close reading of the step against torch's capture rules found; the
 reference is always the eager step on the same weights and batches.
 """
+import contextlib
 import copy
 import math
 import warnings
@@ -14,7 +15,7 @@ from pgm.distributions import Bernoulli, Normal
 from pgm.losses import E, KL, LogProb, Sum
 from pgm.models import Model, NonFiniteGradientError, NonFiniteLossError, _compile, _cudagraph
 
-from capture_rules import CaptureRuleError, CaptureRules, StandInGraphs, accelerator, with_stand_in_graphs
+from capture_rules import CaptureRuleError, StandInGraphs, accelerator, with_stand_in_graphs
 from model_nets import Decoder, Encoder
 from test_compile import batch, vae
 
@@ -35,16 +36,11 @@ def assert_same_parameters(a, b, **tolerance):
         torch.testing.assert_close(x, y, **(tolerance or CLOSE))
 
 
-def captured(model):
-    model, graphs = with_stand_in_graphs(model)
-    return model, graphs
-
-
+@contextlib.contextmanager
 def no_warnings():
-    context = warnings.catch_warnings()
-    context.__enter__()
-    warnings.simplefilter("error")
-    return context
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
 
 
 # ------------------------------------------------------------------------------------------- the harness itself
@@ -75,7 +71,7 @@ def test_the_harness_raises_on_host_reads_and_sees_the_optimizers_checks():
 
 
 def test_the_harness_fails_a_replay_whose_frozen_settings_changed():
-    model, graphs = captured(vae(optimizer=lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.5)))
+    model, graphs = with_stand_in_graphs(vae(optimizer=lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.5)))
     for i in range(3):
         model.train(batch(16, i), beta=1.0)
     step = model._steps[0]
@@ -90,15 +86,12 @@ def test_the_harness_fails_a_replay_whose_frozen_settings_changed():
 def test_a_captured_step_warns_of_nothing(optimizer):
     """The warm-up runs the capturable optimizer outside a capture, where torch warns; the step is captured with no
     warning at all, and trains as the eager step does."""
-    eager, (model, graphs) = vae(optimizer=optimizer), captured(vae(optimizer=optimizer))
-    context = no_warnings()
-    try:
+    eager, (model, graphs) = vae(optimizer=optimizer), with_stand_in_graphs(vae(optimizer=optimizer))
+    with no_warnings():
         for m in (eager, model):
             torch.manual_seed(3)
             for i in range(4):
                 m.train(batch(16, i), beta=0.5)
-    finally:
-        context.__exit__(None, None, None)
     assert model._steps[0].kind == "cudagraph" and graphs.captures == 1 and graphs.replays == 3
     assert_same_parameters(eager, model)
 
@@ -121,10 +114,10 @@ def test_a_checkpoint_resumes_with_the_optimizer_the_model_was_built_with(saved_
     state = copy.deepcopy(first.state_dict())  # as saved: torch's optimizer would share the live tensors
     resumed = vae(optimizer=loaded_into)
     if kind == "cudagraph":
-        resumed, _ = captured(resumed)
+        resumed, _ = with_stand_in_graphs(resumed)
     resumed.load_state_dict(state)
     if kind == "cudagraph":
-        resumed, _ = captured(resumed)  # (loading drops the steps; the stand-ins again)
+        resumed, _ = with_stand_in_graphs(resumed)  # (loading drops the steps; the stand-ins again)
     built_fused = loaded_into is FUSED
     assert all(bool(g.get("fused")) == built_fused for g in resumed.optimizer.param_groups)
     torch.manual_seed(2)
@@ -141,7 +134,7 @@ def test_a_warm_up_that_fails_leaves_the_model_as_the_eager_step_would():
     """The warm-up fails after one full step: the record of non-finite steps, BatchNorm's statistics and the random
     state are put back, the model goes on eagerly, and no false non-finite error comes at the next read."""
     eager = vae()
-    model, graphs = captured(vae())
+    model, graphs = with_stand_in_graphs(vae())
 
     def fails(fn, times):
         with accelerator(graphs):
@@ -192,15 +185,12 @@ def test_an_annealed_parameter_given_as_a_tensor_of_another_dtype_reaches_the_gr
     model's device in its dtype, refilled before each replay. (On the CPU the device cannot differ: a float64 value
     for a float32 model stands for it, and the harness checks both.)"""
     betas = [torch.tensor(b, dtype=torch.float64) for b in (1.0, 1.0, 0.5, 0.0, 2.0, 0.25)]
-    eager, (model, graphs) = vae(), captured(vae())
-    context = no_warnings()
-    try:
+    eager, (model, graphs) = vae(), with_stand_in_graphs(vae())
+    with no_warnings():
         torch.manual_seed(2)
         expected = [eager.train(batch(16, i), beta=b) for i, b in enumerate(betas)]
         torch.manual_seed(2)
         got = [model.train(batch(16, i), beta=b) for i, b in enumerate(betas)]
-    finally:
-        context.__exit__(None, None, None)
     assert graphs.captures == 1 and model._steps[0].kind == "cudagraph"
     torch.testing.assert_close(torch.tensor(got), torch.tensor(expected), **CLOSE)
 
@@ -240,7 +230,8 @@ def test_a_scheduler_changes_what_the_captured_step_does(optimizer, scheduler):
             schedule.step()
         return losses
 
-    eager, (model, graphs) = vae(optimizer=OPTIMIZERS[optimizer]), captured(vae(optimizer=OPTIMIZERS[optimizer]))
+    make = OPTIMIZERS[optimizer]
+    eager, (model, graphs) = vae(optimizer=make), with_stand_in_graphs(vae(optimizer=make))
     expected = run(eager)
     captures, warns = EXPECTED[optimizer, scheduler]
     if warns:
@@ -249,11 +240,8 @@ def test_a_scheduler_changes_what_the_captured_step_does(optimizer, scheduler):
             got = run(model)
         assert len(caught) == 1 and caught[0].filename == __file__
     else:
-        context = no_warnings()
-        try:
+        with no_warnings():
             got = run(model)
-        finally:
-            context.__exit__(None, None, None)
     assert graphs.captures == captures and model._steps[0].kind == "cudagraph"
     torch.testing.assert_close(torch.tensor(got), torch.tensor(expected), **CLOSE)
     assert_same_parameters(eager, model)
@@ -287,15 +275,12 @@ def test_a_sequence_model_with_lengths_or_a_mask_is_captured(by):
     x = torch.rand(8, 4, 5, generator=torch.Generator().manual_seed(1)).round()
     lengths = torch.tensor([4, 3, 2, 4, 1, 4, 4, 2])
     n = lengths if by == "length" else torch.arange(4) < lengths[:, None]
-    eager, (model, graphs) = deep_markov_model(by), captured(deep_markov_model(by))
-    context = no_warnings()
-    try:
+    eager, (model, graphs) = deep_markov_model(by), with_stand_in_graphs(deep_markov_model(by))
+    with no_warnings():
         results = []
         for m in (eager, model):
             torch.manual_seed(9)
             results.append([m.train({"x": x, "n": n}) for _ in range(4)])
-    finally:
-        context.__exit__(None, None, None)
     assert graphs.captures == 1 and model._steps[0].kind == "cudagraph"
     torch.testing.assert_close(torch.tensor(results[1]), torch.tensor(results[0]), **CLOSE)
 
@@ -313,7 +298,7 @@ def poisoned(kind, optimizer):
     """A model whose decoder's weight gradient is multiplied by ``poison`` (a tensor: a graph reads it at replay)."""
     model = vae(kind if kind == "inductor" else False, optimizer=optimizer)
     if kind == "cudagraph":
-        model, _ = captured(model)
+        model, _ = with_stand_in_graphs(model)
     poison = torch.ones(())
     model.distributions[1].net.net.weight.register_hook(lambda grad: grad * poison)
     return model, poison
@@ -355,7 +340,7 @@ def test_a_non_finite_gradient_under_a_finite_loss_skips_the_update(kind, optimi
 
 # ------------------------------------------------------------------------------------------------ 8. smaller
 def test_the_graphs_of_one_step_share_one_memory_pool():
-    model, graphs = captured(vae())
+    model, graphs = with_stand_in_graphs(vae())
     for i, n in enumerate([16, 16, 8, 8, 4]):
         model.train(batch(n, i), beta=1.0)
     assert graphs.captures == 3 and len({id(pool) for pool in graphs.pools}) == 1
@@ -364,15 +349,12 @@ def test_the_graphs_of_one_step_share_one_memory_pool():
 
 def test_autocast_is_captured_with_its_cache_off():
     """bf16: the cast copies of the parameters a cache would keep are made in each replay instead."""
-    eager, (model, graphs) = vae(precision="bf16"), captured(vae(precision="bf16"))
-    context = no_warnings()
-    try:
+    eager, (model, graphs) = vae(precision="bf16"), with_stand_in_graphs(vae(precision="bf16"))
+    with no_warnings():
         results = []
         for m in (eager, model):
             torch.manual_seed(3)
             results.append([m.train(batch(16, i), beta=0.5) for i in range(4)])
-    finally:
-        context.__exit__(None, None, None)
     assert graphs.captures == 1 and model._steps[0].kind == "cudagraph"
     torch.testing.assert_close(torch.tensor(results[1]), torch.tensor(results[0]), rtol=1e-3, atol=1e-3)
 
@@ -385,4 +367,3 @@ def test_the_rules_see_autocast_with_its_cache_on():
             linear(torch.ones(2, 3))
     with pytest.raises(CaptureRuleError, match="autocast with its cache on"):
         graphs.capture(step)
-    assert isinstance(CaptureRules(torch.device("cpu")), CaptureRules)
