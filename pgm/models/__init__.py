@@ -6,5 +6,5 @@ from ._objective import Objective
 from .model import Model
 from .vae import VAE
 
-__all__ = ["Model", "Objective", "VAE", "NonFiniteLossError", "NonFiniteGradientError", "TrainingInterrupted", "atomic_save",
-           "latest_checkpoint"]
+__all__ = ["Model", "Objective", "VAE", "NonFiniteLossError", "NonFiniteGradientError", "TrainingInterrupted",
+           "atomic_save", "latest_checkpoint"]

@@ -75,8 +75,8 @@ CASES = {
 @pytest.fixture
 def stand_in_captures(monkeypatch):
     """Every step built for compile='inductor' is a CUDAGraphStep captured by ``capture_rules.StandInGraphs``;
-    returns {id(environment): (model, graphs, steps)}, the steps of each build of a model's steps. The compiled test loss is left
-    out (it is no graph): Model.test runs eagerly."""
+    returns {id(environment): (model, graphs, steps)}, the steps of each build of a model's steps. The compiled
+    test loss is left out (it is no graph): Model.test runs eagerly."""
     made = {}
     build = _compile.build
 

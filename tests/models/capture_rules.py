@@ -239,7 +239,8 @@ class StandInGraphs:
                     now.append((group, {k: group[k] for k in captured}))
                     group.update(captured)  # the replay runs as captured
             try:
-                with _compile.validation(False), accelerator(self), self._rules():  # a graph runs no Python: no parameter checks
+                # a graph runs no Python: no parameter checks
+                with _compile.validation(False), accelerator(self), self._rules():
                     fn()
             finally:
                 for group, values in now:
