@@ -4,6 +4,10 @@ Build it (from the repository root) with warnings as errors, offline::
 
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 
+Two pages are made while it builds, so that neither can drift from the code: the formula gallery
+(``docs/_gallery.py`` writes ``docs/_generated/gallery.rst``, running each example script at tiny sizes) and the
+getting-started notebook, executed afresh by myst-nb (an error in a cell fails the build).
+
 Links into the documentation of Python, PyTorch and NumPy (intersphinx) need their inventories from the
 network: they are used only when ``PGM_DOCS_INTERSPHINX=1`` is set, and then only those that answer, so that
 an offline build (CI) passes either way.
@@ -17,6 +21,9 @@ sys.path.insert(0, str(ROOT))  # document the working tree's pgm, installed or n
 
 import pgm  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _gallery  # noqa: E402
+
 project = "pgm"
 author = "pgm developers"
 copyright = "2026, pgm developers"
@@ -28,7 +35,7 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
     "sphinx.ext.mathjax",
-    "myst_parser",
+    "myst_nb",  # Markdown pages (it includes myst_parser) and the notebook
 ]
 
 # ------------------------------------------------------------------ intersphinx (opt-in: needs the network)
@@ -57,10 +64,19 @@ if os.environ.get("PGM_DOCS_INTERSPHINX", "").lower() in ("1", "true", "yes"):
     intersphinx_timeout = 10
 
 # ------------------------------------------------------------------ sources
-source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+# _generated holds what docs/gallery.rst includes, not pages of their own
+exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 templates_path = []
+
+# ------------------------------------------------------------------ pages made from the code at build time
+_gallery.write()
+# the notebook runs at every build, never from a cache or its saved outputs, and a cell that raises fails the build
+nb_execution_mode = "force"
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_execution_timeout = 120
 
 # Markdown pages (papers.md, the changelog): $...$ math, ::: fences, and #anchors for headings
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]

@@ -9,7 +9,8 @@ Three packages, used in this order:
 - ``pgm.models``: ``Model(loss, distributions)`` turns a loss into an optimizer step: ``train``, ``test``,
   ``fit`` (checkpoints, resume), compiled or data-parallel.
 
-``pgm.visualize`` draws the graphical model from the distributions; ``pgm.Context`` is what a term sees.
+``pgm.visualize`` draws the graphical model from the distributions; ``pgm.Context`` is what a term sees;
+``pgm.Shared`` wraps a network several distributions call, so that it runs once per evaluation.
 
 >>> import torch
 >>> from pgm.distributions import Bernoulli, Normal
@@ -27,6 +28,7 @@ Documentation: the ``docs/`` folder of the repository (``python -m sphinx -b htm
 """
 from . import distributions, losses, models, visualize
 from ._scope import Context
+from ._shared import Shared
 
 __version__ = "0.1.0"
-__all__ = ["distributions", "losses", "models", "visualize", "Context", "__version__"]
+__all__ = ["distributions", "losses", "models", "visualize", "Context", "Shared", "__version__"]

@@ -19,7 +19,10 @@ below, read and written only through the context's methods (:meth:`Context.cache
   of leading dims): its network runs once per evaluation and inputs (a BatchNorm inside updates once);
 - :class:`MixtureWeights`: the log-weights of a mixture whose weights come from a network, keyed likewise;
 - :class:`FlowLogDensity`: a flow's log-density of a value it drew, from the pass that drew it, keyed by the
-  flow, the value and the condition tensors (scoring the draw later needs no inverse).
+  flow, the value and the condition tensors (scoring the draw later needs no inverse);
+- :class:`SharedOutput`: the output of a :class:`pgm.Shared` network, keyed by the network and its input tensors:
+  a network two distributions call on the same tensors runs once (while a loss is evaluated, :func:`active_caches`
+  is that evaluation's context).
 
 A key holds its tensors themselves, not their ``id`` (which TorchDynamo cannot trace for a tensor made inside
 a compiled step before torch 2.12), and finds its entry by their identity: a tensor hashes by its ``id``, and a
@@ -91,6 +94,14 @@ class FlowLogDensity:
     conditions: tuple
 
 
+@dataclass(frozen=True, slots=True)
+class SharedOutput:
+    """The output of a :class:`pgm.Shared` network given the positional ``inputs``. Its entry is that output."""
+
+    network: Any
+    inputs: tuple
+
+
 class Draws(dict):
     """What ``sample`` returns given a dict: the inputs and the draws, a plain dict that also remembers how many
     leading (sample and batch) dims each value has, so that it can be scored or sampled from again:
@@ -119,15 +130,19 @@ class Context:
         params: the values of the :class:`~pgm.losses.Parameter` symbols, by name.
     """
 
-    __slots__ = ("values", "lead", "lead_shape", "params", "samples", "datasets")
+    __slots__ = ("values", "lead", "lead_shape", "params", "samples", "datasets", "data_shape", "data_names")
 
-    def __init__(self, values, lead, lead_shape, params, samples, datasets=None):
+    def __init__(self, values, lead, lead_shape, params, samples, datasets=None, data_shape=None, data_names=()):
         self.values = values          # name -> tensor
         self.lead = lead              # name -> number of leading (sample + batch) dims of that tensor
         self.lead_shape = lead_shape  # torch.Size of the sample dims and the batch dim in this context
         self.params = params          # Parameter name -> value
         self.samples = samples        # the caches of the evaluation, key -> entry (see the module's docstring)
         self.datasets = datasets or {}  # name -> inputs dict of a named data set (see Loss.mean)
+        # outside every data-set average (see global_level): the batch shape of the data, which lead_shape holds
+        # as a 1 there, and the names of the data; None and () inside one (the values are per example)
+        self.data_shape = data_shape
+        self.data_names = data_names
 
     # ------------------------------------------------------------ the caches
     def cached(self, key, make: Callable[[], Any]):
@@ -202,9 +217,10 @@ class Context:
         return inputs if isinstance(inputs, Context) else cls.from_inputs(inputs, params)
 
     @classmethod
-    def from_inputs(cls, inputs, params=None, samples=None):
+    def from_inputs(cls, inputs, params=None, samples=None, global_level=False):
         """A new context over the dict ``inputs`` (tensors, batch first; ``None`` values are left out; a dict
-        value is a named data set), with :class:`~pgm.losses.Parameter` values ``params``."""
+        value is a named data set), with :class:`~pgm.losses.Parameter` values ``params``; with
+        ``global_level``, outside every data-set average (see :meth:`over_data`)."""
         if inputs is None:
             inputs = {}
         if not isinstance(inputs, dict):
@@ -242,7 +258,37 @@ class Context:
             lead[name] = min(value.dim(), 1)
             if value.dim() >= 1 and not lead_shape:
                 lead_shape = value.shape[:1]
-        return cls(values, lead, lead_shape, dict(params or {}), {} if samples is None else samples, datasets)
+        samples = {} if samples is None else samples
+        if global_level:  # the batch dim held as a 1: what is drawn here is shared by every example
+            return cls(values, lead, torch.Size((1,)), dict(params or {}), samples, datasets,
+                       lead_shape or torch.Size((1,)), frozenset(values))
+        return cls(values, lead, lead_shape, dict(params or {}), samples, datasets)
+
+    @property
+    def global_level(self) -> bool:
+        """Whether this context is outside every data-set average of the formula: a variable drawn here (a
+        Bayesian network's weights ``w``) is drawn once for the whole batch and shared by its examples. Its batch
+        dim is then a 1 in :attr:`batch_shape`, and :meth:`over_data` gives the context of the examples."""
+        return self.data_shape is not None
+
+    def over_data(self, name=None):
+        """The context of a data-set average (``.mean()``, ``.sum()``) evaluated in this one: its batch dim the
+        data's (of the named data set ``name``), the variables drawn so far (global ones, shared by every
+        example) broadcast over it, and the caches shared. Inside an average already, the context itself (or
+        for a named data set, that data set's)."""
+        if name is None:
+            if self.data_shape is None:
+                return self
+            return Context(self.values, self.lead, self.lead_shape[:-1] + self.data_shape, self.params, self.samples,
+                           self.datasets)
+        inner = Context.from_inputs(self.datasets[name], self.params, self.samples)
+        if self.data_shape is None:
+            return inner
+        drawn = [n for n in self.values if n not in self.data_names and n not in inner.values]
+        values = {**{n: self.values[n] for n in drawn}, **inner.values}
+        lead = {**{n: self.lead[n] for n in drawn}, **inner.lead}
+        return Context(values, lead, self.lead_shape[:-1] + (inner.lead_shape or torch.Size((1,))), self.params,
+                       self.samples, inner.datasets)
 
     def flat(self, names):
         """The values of ``names`` broadcast over their leading dims and flattened to ``(n, *event)`` each, as a
@@ -268,7 +314,8 @@ class Context:
         values.update(new_values)
         lead = dict(self.lead)
         lead.update(new_lead)
-        return Context(values, lead, lead_shape, self.params, self.samples, self.datasets)
+        return Context(values, lead, lead_shape, self.params, self.samples, self.datasets, self.data_shape,
+                       self.data_names)
 
     def afresh(self, new_values, new_lead):
         """A context of the same batch shape with ``new_values`` added or replaced (each with its number of leading
@@ -278,7 +325,7 @@ class Context:
         values.update(new_values)
         lead = dict(self.lead)
         lead.update(new_lead)
-        return Context(values, lead, self.lead_shape, self.params, {}, self.datasets)
+        return Context(values, lead, self.lead_shape, self.params, {}, self.datasets, self.data_shape, self.data_names)
 
 
 def one_per_value(values, lead):
@@ -286,3 +333,13 @@ def one_per_value(values, lead):
     discrete variable's support), kept ``(N, 1, ..., 1, *event)``: a network of the variable alone then runs on the
     N values once, not once per value and example."""
     return values[(slice(None),) + (slice(0, 1),) * (lead - 1)]
+
+
+# the contexts of the evaluations in progress, innermost last (Loss.eval appends and removes its own): how a network
+# called inside a distribution's own network (a pgm.Shared) finds the evaluation's caches without being handed them
+ACTIVE: list = []
+
+
+def active_caches():
+    """The context of the evaluation in progress (its caches are the evaluation's), or None outside one."""
+    return ACTIVE[-1] if ACTIVE else None

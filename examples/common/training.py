@@ -38,6 +38,7 @@ import torch
 from pgm.models import NonFiniteLossError, latest_checkpoint
 
 from . import data
+from .figures import plot_learning_curves  # noqa: F401  (the scripts call training.plot_learning_curves)
 from .errors import UsageError
 
 
@@ -379,32 +380,3 @@ def _state_difference(state, model):
             return f"{key} has shape {list(saved[key].shape)} there and {list(value.shape)} here"
     extra = [key for key in saved if key not in here]
     return f"it has {extra[0]}, which this model lacks" if extra else None
-
-
-def plot_learning_curves(history, path):
-    """Training loss per epoch and, beside it, the monitored values (e.g. test accuracy) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    monitored = [k for k in history if k not in ("epoch", "loss", "seconds", "monitor_epoch")]
-    figure, axes = plt.subplots(1, 1 + bool(monitored), figsize=(5 + 4.5 * bool(monitored), 3.5), squeeze=False)
-    axes = axes[0]
-    from matplotlib.ticker import MaxNLocator
-
-    axes[0].plot(history["epoch"], history["loss"], label="training loss")
-    axes[0].set(xlabel="epoch", ylabel="loss per example (nats)", title="minimized loss: minus the objective")
-    axes[0].legend()
-    for key in monitored:
-        axes[1].plot(history["monitor_epoch"], history[key], marker="o", markersize=3, label=key)
-    if monitored:
-        percent = all("accuracy" in k or "%" in k for k in monitored)
-        axes[1].set(xlabel="epoch", ylabel="accuracy (%)" if percent else "value per example (nats)",
-                    title="test scores")
-        axes[1].legend()
-    for axis in axes:
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .._scope import Context, Draws
-from .._signature import check_names, format_signature, parse_signature
+from .._signature import check_names, format_signature, latex_signatures, parse_signature
 from .._values import as_shape
 
 _VALIDATION = {"enabled": True}
@@ -83,8 +83,9 @@ class Distribution(nn.Module):
 
     @property
     def symbol(self) -> str:
-        """How the distribution is written inside a formula's LaTeX: its signature (a :class:`Density` given
-        ``latex=`` is written so)."""
+        """How the distribution is written inside a formula's LaTeX: its signature as written, ``q(z_top|x)``,
+        whose names the printer sets as LaTeX, ``q(z_{top}|x)`` (a :class:`Density` given ``latex=`` is written
+        so)."""
         return self.prob_text
 
     @property
@@ -93,8 +94,9 @@ class Distribution(nn.Module):
         return self.cond_var
 
     def latex(self) -> str:
-        """How the distribution prints: its signature; a product or a mixture writes out its factors."""
-        return self.prob_text
+        """How the distribution prints: its signature in LaTeX (``q(z_{top}|x)`` for ``q(z_top|x)``); a product
+        or a mixture writes out its factors."""
+        return latex_signatures(self.symbol)
 
     def __mul__(self, other):
         from ._joint import JointDistribution

@@ -10,6 +10,7 @@ from torch import nn
 from .._errors import EventShapeError, MissingInputError, TooManyConfigurationsError
 from .._scope import Context, NetworkOutput
 from ._base import Distribution, validation_enabled
+from .learned import Learned
 
 def _shape(t):
     return tuple(t.shape)
@@ -108,7 +109,8 @@ class Family(Distribution):
                 f"numbers, so give the event shape: features_shape=[64] for a 64-d variable (or [] for a scalar)."
             )
         shape = None if features_shape is None else torch.Size(features_shape)
-        tensors = {k: v for k, v in fixed.items() if isinstance(v, torch.Tensor) and k not in self.fixed_parameters}
+        tensors = {k: v.init if isinstance(v, Learned) else v for k, v in fixed.items()
+                   if isinstance(v, (torch.Tensor, Learned)) and k not in self.fixed_parameters}
         try:
             torch.broadcast_shapes(*(v.shape for v in tensors.values()), *([shape] if shape is not None else []))
         except RuntimeError:
@@ -116,6 +118,10 @@ class Family(Distribution):
             given = f" and features_shape={list(shape)}" if shape is not None else ""
             raise ValueError(f"{self.prob_text}: its parameters' shapes do not fit together: {shapes}{given}; give "
                              f"each the event shape, or one that broadcasts to it.") from None
+        learned = {k: fixed.pop(k) for k in list(fixed) if isinstance(fixed[k], Learned)}
+        if learned:
+            self.learned = nn.ModuleDict({k: v.bind(self.prob_text, k, self.family.arg_constraints[k], shape)
+                                          for k, v in learned.items()})
         for key, value in fixed.items():
             tensor = value if isinstance(value, torch.Tensor) else torch.tensor(float(value))
             if key not in self.fixed_parameters and shape is not None:
@@ -127,10 +133,17 @@ class Family(Distribution):
             else:
                 self.register_buffer(key, tensor.to(torch.get_default_dtype()) if not tensor.is_floating_point() else tensor)
             self._fixed.append(key)
-        self._check_values({k: getattr(self, k) for k in self._fixed})
+        self._check_values(self._fixed_values())
+
+    def _fixed_values(self):
+        """The parameters given at construction (fixed, or :class:`Learned` in their domain)."""
+        params = {k: getattr(self, k) for k in self._fixed}
+        if "learned" in self._modules:
+            params.update({k: m() for k, m in self._modules["learned"].items()})
+        return params
 
     def _fixed_are_numbers(self, fixed):
-        given = [v for k, v in fixed.items() if k not in self.fixed_parameters]
+        given = [v.init if isinstance(v, Learned) else v for k, v in fixed.items() if k not in self.fixed_parameters]
         return bool(given) and all(not isinstance(v, torch.Tensor) or v.dim() == 0 for v in given)
 
     def forward(self, *cond):
@@ -209,7 +222,7 @@ class Family(Distribution):
             ``context``.
         """
         if not self._has_network:
-            params = {k: getattr(self, k) for k in self._fixed}
+            params = self._fixed_values()
             return params, torch.Size()
         values = context.values
         for c in self.cond_var:
@@ -279,6 +292,14 @@ class Family(Distribution):
             dist, params, lead_shape = self._distribution(context)
             # draw for every leading dim of the context the parameters lack (e.g. a prior inside a batch)
             missing = context.lead_shape[: max(len(context.lead_shape) - len(lead_shape), 0)]
+            wanted = context.lead_shape[len(missing):]
+            if lead_shape != wanted and len(lead_shape) == len(wanted):
+                # parameters shared along a dim the context has (given a global variable only, inside a data-set
+                # average): one draw per example still, so the parameters are broadcast to it first
+                lead_shape = torch.broadcast_shapes(lead_shape, wanted)
+                params = {k: v.expand(lead_shape + v.shape[len(wanted):]) if k not in self.fixed_parameters
+                          and torch.is_tensor(v) and v.dim() >= len(wanted) else v for k, v in params.items()}
+                dist = self.torch_distribution_of(params)
             shape = torch.Size(sample_shape) + missing
             return {self.var[0]: self._draw(dist, params, shape, reparam)}, len(shape) + len(lead_shape)
         return context.drawn(self, sample_shape, reparam, draw)

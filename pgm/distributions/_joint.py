@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._signature import format_signature
+from .._signature import format_signature, latex_signatures, latex_variable
 from .._scope import Context
 from ._base import Distribution
 
@@ -57,7 +57,7 @@ class JointDistribution(Distribution):
         return out
 
     def latex(self) -> str:
-        return f"{self.prob_text} = {self.factorized_text}"
+        return latex_signatures(f"{self.prob_text} = {self.factorized_text}")
 
     @property
     def factorized_text(self) -> str:
@@ -155,9 +155,10 @@ class MarginalDistribution(JointDistribution):
         return [c for c in JointDistribution.required_var.fget(self) if c not in self.hidden]
 
     def latex(self) -> str:
-        symbol = r"\sum_{" + ",".join(self.hidden) + "}" if self.has_log_prob else r"\int"
-        tail = "" if self.has_log_prob else rf" \, d{' d'.join(self.hidden)}"
-        return rf"{self.prob_text} = {symbol} {self.factorized_text}{tail}"
+        hidden = [latex_variable(h) for h in self.hidden]
+        symbol = r"\sum_{" + ",".join(hidden) + "}" if self.has_log_prob else r"\int"
+        tail = "" if self.has_log_prob else rf" \, d{' d'.join(hidden)}"
+        return latex_signatures(rf"{self.prob_text} = {symbol} {self.factorized_text}{tail}")
 
     def extra_repr(self) -> str:
         return self.latex()
@@ -220,3 +221,38 @@ class MarginalDistribution(JointDistribution):
         log_joint, _ = self._log_joint(Context.of(inputs))  # (N, *batch)
         log_post = (log_joint - torch.logsumexp(log_joint, 0, keepdim=True)).movedim(0, -1)
         return log_post if log else log_post.exp()
+
+    def posterior_distribution(self, name=None, detach=False):
+        r"""The posterior of the one summed-out categorical variable ``h`` as a distribution,
+        :math:`p(h|\text{var})`, a :class:`~pgm.distributions.Categorical` whose probabilities are Bayes' rule
+        on the enumerated joint (:meth:`posterior`): usable in any formula, e.g. EM's objective
+        :math:`\mathbb{E}_{p(h|x)}\left[\log p(x,h)\right]` is ``E(post, LogProb(p_x * p_h), enumerate=True)``
+        with ``post = p.posterior_distribution(detach=True)`` (the E-step's responsibilities held fixed while
+        the M-step moves the parameters).
+
+        >>> from pgm.distributions import Categorical, Normal
+        >>> p_x = Normal("p(x|z)", net=lambda z: {"loc": z @ torch.tensor([[-2.0], [2.0]]), "scale": torch.ones(1, 1)})
+        >>> p = (p_x * Categorical("p(z)", probs=torch.tensor([0.5, 0.5]))).marginalize_var("z")
+        >>> post = p.posterior_distribution()
+        >>> post.prob_text, post.get_params({"x": torch.tensor([[2.0]])})["probs"].round(decimals=3).tolist()
+        ('p(z|x)', [[0.0, 1.0]])
+
+        Args:
+            name: the distribution's name (default: this marginal's, as in ``p(z|x)``).
+            detach: hold the probabilities fixed (no gradient reaches the joint's parameters through them).
+        """
+        from .categorical import Categorical  # the family module imports this one
+        owner = next((f for f in self.factors if self.hidden and self.hidden[-1] in f.var), None)
+        if len(self.hidden) != 1 or not isinstance(owner, Categorical):
+            raise ValueError(f"{self.prob_text}.posterior_distribution: the posterior of one summed-out Categorical "
+                             f"variable; this marginal sums out {self.hidden} "
+                             f"({', '.join(type(f).__name__ for f in self.factors if set(f.var) & set(self.hidden))})"
+                             f". For other discrete variables, posterior(inputs) gives the probabilities of each "
+                             f"configuration.")
+        given = list(self.var) + [c for c in self.cond_var if c not in self.var]
+
+        def bayes_rule(*values):
+            probs = self.posterior(dict(zip(given, values)))
+            return {"probs": probs.detach() if detach else probs}
+        signature = format_signature(name or self.name, self.hidden, given)
+        return Categorical(signature, net=bayes_rule)

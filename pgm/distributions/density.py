@@ -6,6 +6,7 @@ import inspect
 import torch
 
 from .._errors import MissingInputError
+from .._signature import latex_signatures
 from ._base import Distribution
 
 
@@ -51,7 +52,7 @@ class Density(Distribution):
                             f"({', '.join(self.var + self.cond_var)}); it takes {count} arguments.")
 
     def latex(self) -> str:
-        return self.symbol
+        return latex_signatures(self.symbol)
 
     @property
     def symbol(self) -> str:

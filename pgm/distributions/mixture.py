@@ -9,7 +9,7 @@ from torch import nn
 
 from .._errors import MissingInputError
 from .._scope import Context, MixtureWeights
-from .._signature import check_names, subscript
+from .._signature import check_names, latex_signatures, subscript
 from ._base import Distribution
 from ._family import Family
 
@@ -104,7 +104,7 @@ class Mixture(Distribution):
         else:
             given = f"({','.join(self.cond_var)})" if self.weights_net is not None else ""
             terms = [rf"\pi_{{{i + 1}}}{given} {c.prob_text}" for i, c in enumerate(self.components)]
-        return f"{self.prob_text} = " + " + ".join(terms)
+        return latex_signatures(f"{self.prob_text} = " + " + ".join(terms))
 
     def extra_repr(self) -> str:
         net = self.weights_net
@@ -280,8 +280,8 @@ class InputMixture(Distribution):
     def latex(self) -> str:
         term = _with_index(self.component, self._mixed())
         if self.uniform:
-            return rf"{self.prob_text} = \frac{{1}}{{K}}\sum_{{k=1}}^{{K}} {term}"
-        return rf"{self.prob_text} = \sum_{{k=1}}^{{K}} \pi_k {term}"
+            return latex_signatures(rf"{self.prob_text} = \frac{{1}}{{K}}\sum_{{k=1}}^{{K}} {term}")
+        return latex_signatures(rf"{self.prob_text} = \sum_{{k=1}}^{{K}} \pi_k {term}")
 
     def extra_repr(self) -> str:
         shapes = ", ".join(f"{n}: {tuple(u.shape)}" for n, u in self._mixed().items())

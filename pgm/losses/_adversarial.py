@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..distributions import Distribution
+from .._signature import latex_variable
 from . import _printing
 from ._base import Loss, as_loss
 
@@ -108,8 +109,10 @@ class _Critic(Loss):
         return value.mean() if self.reduce else value
 
     def _sym(self):
-        where = self.data_text if self.source is None else self.source.prob_text
-        shown = self.data_text if self.source is None else self.source.symbol
+        if self.source is None:  # the data: p_{data}(x) in LaTeX, p_data(x) in text, as a reduction prints it
+            shown, where = self.data_text, f"p_data({_names(self.critic.names)})"
+        else:
+            shown, where = _printing.signature(self.source)
         latex, text = self.printed
         return _printing.Term(rf"\mathbb{{E}}_{{{shown}}}\left[{latex}\right]", f"E_{where}[{text}]")
 
@@ -162,11 +165,12 @@ class _GradientPenalty(Loss):
         return value.mean() if self.reduce else value
 
     def _sym(self):
-        hat = [rf"\hat{{{n}}}" if n in self.p.var else n for n in self.critic.names]
+        hat = [rf"\hat{{{latex_variable(n)}}}" if n in self.p.var else latex_variable(n) for n in self.critic.names]
         grad = ",".join(h for h, n in zip(hat, self.critic.names) if n in self.p.var)
         norm = rf"\left\lVert \nabla_{{{grad}}} {self.critic.latex(hat)} \right\rVert_{{2}}"
+        drawn = ",".join(f"hat{{{n}}}" for n in self.critic.names if n in self.p.var)
         return _printing.Term(rf"\mathbb{{E}}_{{{grad}}}\left[\left({norm} - 1\right)^{{2}}\right]",
-                              f"E_{grad.replace(chr(92), '')}[(|grad D| - 1)^2]")
+                              f"E_{drawn}[(|grad D| - 1)^2]")
 
     def _free(self):
         out = {v: self.p.prob_text for v in self.p.required_var}

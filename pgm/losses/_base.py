@@ -8,7 +8,8 @@ import sympy
 import torch
 
 from .._errors import MissingInputError
-from .._scope import Context
+from .._scope import ACTIVE, Context
+from .._signature import subscript
 from .._values import check_parameter_values
 from . import _printing
 
@@ -104,12 +105,28 @@ class Loss:
         Each variable is drawn once per evaluation and distribution, and shared by every term using it.
         """
         check_parameter_values(params, "loss.eval")
-        context = Context.from_inputs(inputs, params)
+        averages = self._has_average()
+        context = Context.from_inputs(inputs, params, global_level=averages)
         self.check_inputs(context.values, params, context.datasets)
-        value = self._eval(context)
+        ACTIVE.append(context)  # for a pgm.Shared network; a try/finally, which TorchDynamo traces as it is
+        try:
+            value = self._eval(context)
+        finally:
+            ACTIVE.pop()
         if not isinstance(value, torch.Tensor):
             value = torch.as_tensor(value, dtype=torch.get_default_dtype())
+        if averages and value.dim() == 1 and value.shape[0] == 1:  # the batch dim held as a 1 outside the averages
+            value = value.reshape(())
         return value
+
+    def _has_average(self) -> bool:
+        """Whether the formula holds a data-set average (``.mean()``, ``.sum()``) anywhere: it is then evaluated
+        from outside the averages, where a drawn variable is global (see :attr:`pgm.Context.global_level`)."""
+        found = self.__dict__.get("_averages")
+        if found is None:
+            found = self.__dict__["_averages"] = isinstance(self, _Reduce) or any(
+                child._has_average() for child in self.children)
+        return found
 
     def check_inputs(self, values, params, datasets=()):
         """Raise :class:`KeyError` naming each input or :class:`Parameter` value the formula needs and lacks.
@@ -119,7 +136,9 @@ class Loss:
             params: the given :class:`Parameter` values by name.
             datasets: the names of the given data sets (see :meth:`mean`).
         """
-        free = self._free()
+        free = self.__dict__.get("_needs")
+        if free is None:  # a formula does not change once written: what it needs is read once, not every step
+            free = self.__dict__["_needs"] = self._free()
         missing = [k for k in free if k not in values and k not in datasets]
         if missing:
             uses = "; ".join(f"`{k}` is used by {free[k]}" for k in missing)
@@ -129,7 +148,10 @@ class Loss:
                 f"{sorted(list(values) + list(datasets)) or 'nothing'}.{self._misspelled(missing)} Pass every "
                 f"input it needs: loss.eval({{{example}}})."
             )
-        absent = [n for n in self._parameters() if n not in params]
+        named = self.__dict__.get("_named")
+        if named is None:
+            named = self.__dict__["_named"] = self._parameters()
+        absent = [n for n in named if n not in params]
         if absent:
             example = ", ".join(f"{n}=..." for n in absent)
             raise MissingInputError(
@@ -153,10 +175,32 @@ class Loss:
 
     def latex(self) -> str:
         """The formula in LaTeX, terms in the order written."""
-        return _printing.latex(self._sym())
+        return _printing.latex(self._printed())
 
     def __str__(self) -> str:
-        return _printing.text(self._sym())
+        return _printing.text(self._printed())
+
+    def _printed(self):
+        """The sympy expression of the whole formula, each reduction (``.mean()``, ``.sum()``) listing its data's
+        variables in the order they first appear in the formula (:meth:`_appearance`), so that every
+        :math:`p_{data}(\\cdot)` of it lists them alike."""
+        with _printing.variable_order(self._appearance()):
+            return self._sym()
+
+    def _appearance(self) -> list:
+        """The variables of the formula in the order they first appear in its printed form, each signature read
+        from its conditions to its variables (``q(y|x)``: x, then y), so that what a variable is drawn from
+        comes before it, as papers write :math:`p_{data}(x,y)`: a leaf's distributions', then the inputs it reads
+        by name; a node's children's in order. A term that prints a distribution before its inside (``E``)
+        overrides it."""
+        out = []
+        names = [v for d in self._distributions() for v in d.cond_var + d.var] if not self.children else []
+        for child in self.children:
+            names.extend(child._appearance())
+        for n in names + list(self._free()):
+            if n not in out:
+                out.append(n)
+        return out
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}: {self}>"
@@ -206,9 +250,16 @@ class Loss:
         """
         return _Mean(self, data)
 
-    def sum(self, data=None):
-        """The sum over the data batch (of the data set named ``data``, as in :meth:`mean`)."""
-        return _Sum(self, data)
+    def sum(self, data=None, size=None):
+        """The sum over the data batch (of the data set named ``data``, as in :meth:`mean`).
+
+        With ``size`` N, the sum over a whole data set of N examples, of which each batch is a minibatch:
+        estimated without bias as N times the batch mean, and printed :math:`\\sum_{n=1}^{N}` with the data
+        indexed by n. Bayes by backprop's objective, the KL counted once per data set, is
+        ``E(q_w, LogProb(p).sum(size=N)) - KL(q_w, p_w)``:
+        :math:`\\mathbb{E}_{q(w)}\\left[\\sum_{n=1}^{N} \\log p(y_n|x_n,w)\\right] - D_{KL}\\left[q(w)\\|p(w)\\right]`.
+        """
+        return _Sum(self, data, size)
 
 
 def as_loss(value):
@@ -216,6 +267,9 @@ def as_loss(value):
         return value
     if isinstance(value, numbers.Number) and not isinstance(value, bool):
         return Constant(value)
+    unreduced = getattr(value, "_unreduced_message", None)
+    if unreduced is not None:  # a variable expression (``_variables.py``): a vector per example until reduced
+        raise TypeError(unreduced())
     if isinstance(value, torch.Tensor):
         raise TypeError(
             f"a loss can be combined with numbers, Parameters and other losses; got a Tensor of shape "
@@ -364,18 +418,32 @@ class _Reduce(Loss):
         return {self.data: f"the data set `{self.data}` (a dict of its inputs)"}
 
     def _inner_context(self, context):
-        if self.data is None:
-            return context
-        inputs = context.datasets[self.data]
-        inner = Context.from_inputs(inputs, context.params, context.samples)
-        try:
-            self.children[0].check_inputs(inner.values, context.params, inner.datasets)
-        except MissingInputError as error:
-            raise MissingInputError(f"data set `{self.data}`: {error}") from None
+        inner = context.over_data(self.data)
+        if self.data is not None:
+            try:
+                self.children[0].check_inputs(inner.values, context.params, inner.datasets)
+            except MissingInputError as error:
+                raise MissingInputError(f"data set `{self.data}`: {error}") from None
         return inner
 
+    def _eval(self, context):
+        inner = self._inner_context(context)
+        value = self.children[0]._eval(inner)
+        if not isinstance(value, torch.Tensor):
+            value = torch.as_tensor(value, dtype=torch.get_default_dtype())
+        if not context.global_level:  # nested in another average: the whole of it
+            return self._reduce_all(value, inner.lead_shape)
+        # outside the averages: over the batch dim only (the last leading one), kept as a 1, so that the sample
+        # dims of the expectations of global variables around it stay for them to average
+        extra = value.dim() - len(inner.lead_shape)
+        if extra > 0:  # dims in front that no expectation around averages: reduced whole, as inside an average
+            value = self._reduce_dims(value, tuple(range(extra)))
+        return self._reduce_batch(value, inner.lead_shape[-1])
+
     def _variables(self):
-        return ",".join(self.children[0].input_var if self.data is not None else self.input_var)
+        """The data's variables, in the order of the formula being printed (:meth:`Loss._printed`)."""
+        names = self.children[0].input_var if self.data is not None else self.input_var
+        return ",".join(_printing.ordered(names))
 
 
 class _Mean(_Reduce):
@@ -384,23 +452,55 @@ class _Mean(_Reduce):
         return _printing.Wrapped(rf"\mathbb{{E}}_{{p_{{{name}}}({data})}}\left[", r"\right]",
                                  f"E_p_{name}({data})[", "]", self.children[0]._sym())
 
-    def _eval(self, context):
-        value = self.children[0]._eval(self._inner_context(context))
-        return value.mean() if isinstance(value, torch.Tensor) else value
+    def _reduce_all(self, value, lead_shape):
+        return value.mean()
+
+    def _reduce_dims(self, value, dims):
+        return value.mean(dim=dims)
+
+    def _reduce_batch(self, value, batch):
+        return value.mean(-1, keepdim=True) if value.dim() else value
 
 
 class _Sum(_Reduce):
+    def __init__(self, a, data=None, size=None):
+        super().__init__(a, data)
+        if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):
+            raise ValueError(f"sum(size=...) is the number of examples in the whole data set, a positive integer "
+                             f"such as len(train_set); got {size!r}.")
+        self.size = None if size is None else int(size)
+
     def _sym(self):
+        if self.size is not None:  # the whole data set of N examples: the sum over n, the data indexed by n
+            names = _printing.ordered(self.children[0].input_var if self.data is not None else self.input_var)
+            with _printing.renamed({v: subscript(v, "n") for v in names}):
+                inner = self.children[0]._sym()
+            end = f"N_{{{self.data}}}" if self.data else "N"
+            if isinstance(inner, sympy.Add):
+                return _printing.Wrapped(rf"\sum_{{n=1}}^{{{end}}} \left[", r"\right]", f"sum_{{n=1}}^{{{end}}} [", "]",
+                                         inner)
+            return _printing.Wrapped(rf"\sum_{{n=1}}^{{{end}}} ", "", f"sum_{{n=1}}^{{{end}}} ", "", inner)
         data = self._variables() + (rf" \in {self.data}" if self.data else "")
         text = self._variables() + (f" in {self.data}" if self.data else "")
         return _printing.Wrapped(rf"\sum_{{{data}}}\left[", r"\right]", f"sum_{text}[", "]", self.children[0]._sym())
 
-    def _eval(self, context):
-        context = self._inner_context(context)
-        value = self.children[0]._eval(context)
-        if not isinstance(value, torch.Tensor) or value.dim() < len(context.lead_shape):
-            value = torch.as_tensor(value).expand(context.lead_shape)
+    def _reduce_all(self, value, lead_shape):
+        if value.dim() < len(lead_shape):
+            value = value.expand(lead_shape)
+        if self.size is not None:  # N times the mean of the minibatch: the data set's sum, without bias
+            return value.mean() * self.size
         return value.sum()
+
+    def _reduce_dims(self, value, dims):
+        return value.sum(dim=dims)
+
+    def _reduce_batch(self, value, batch):
+        if self.size is not None:
+            return (value.mean(-1, keepdim=True) if value.dim() else value) * self.size
+        if not value.dim():
+            return value * batch
+        total = value.sum(-1, keepdim=True)
+        return total if value.shape[-1] == batch else total * batch  # a value the same for every example
 
 
 def _reaches_sum(node):

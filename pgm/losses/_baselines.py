@@ -71,7 +71,7 @@ class NetworkBaseline(nn.Module):
 
 
 class _FitBaseline(torch.autograd.Function):
-    """Zero in value; its gradient moves ``b`` towards ``f`` (the gradient of :math:`\frac{1}{2}(f - b)^2`),
+    r"""Zero in value; its gradient moves ``b`` towards ``f`` (the gradient of :math:`\frac{1}{2}(f - b)^2`),
     scaled by the size of the gradient the loss sends to this term but never by its sign: a baseline is fitted
     to f whether the expectation enters the loss as ``+E`` or ``-E``."""
 

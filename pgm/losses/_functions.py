@@ -12,7 +12,9 @@ from ..distributions import Distribution
 from . import _printing
 from ._base import Loss, as_loss
 from ._estimators import _log_mean_exp
+from ._sources import _Evaluated
 from ._terms import E
+from ._variables import VarExpression, detach_variable
 
 
 class Input(Loss):
@@ -43,7 +45,8 @@ class Input(Loss):
         return value
 
     def _sym(self):
-        return _printing.Term(self._latex, self.name)
+        name = _printing.variable(self.name)  # x_n inside a sum over the examples n
+        return _printing.Term(name if self._latex == self.name else self._latex, name)
 
     def _free(self):
         return {self.name: f"Input({self.name!r})"}
@@ -60,7 +63,9 @@ class Term(Loss):
         text: how it prints as text (default: ``latex``).
         inputs: where each argument comes from: a variable's name (from the inputs or an enclosing ``E``), or
             a distribution, whose variable is drawn for this evaluation (reparameterized where it can be, and
-            shared with every other term that samples it). Arguments not named here are read as variables of
+            shared with every other term that samples it), or :class:`ParametersOf` / :class:`TorchDistributionOf`
+            a distribution, whose parameters (or torch distribution) at this evaluation it gets without running
+            the network again. Arguments not named here are read as variables of
             the same name. A discrete distribution's draw carries no gradient: to train it through this term,
             put the term inside ``E(q, ...)``, which adds the score-function gradient.
 
@@ -85,9 +90,9 @@ class Term(Loss):
             raise ValueError(f"Term {self.text}: inputs names {unknown}, which are not arguments of its function "
                              f"{names}.")
         for k, v in inputs.items():
-            if not isinstance(v, (str, Distribution)):
-                raise TypeError(f"Term {self.text}: inputs[{k!r}] must be a variable's name or a distribution; "
-                                f"got {type(v).__name__}.")
+            if not isinstance(v, (str, Distribution, _Evaluated)):
+                raise TypeError(f"Term {self.text}: inputs[{k!r}] must be a variable's name, a distribution, "
+                                f"ParametersOf(q) or TorchDistributionOf(q); got {type(v).__name__}.")
         self.sources = {n: inputs.get(n, n) for n in names}
 
     def _eval(self, context):
@@ -95,6 +100,8 @@ class Term(Loss):
         for name, source in self.sources.items():
             if isinstance(source, Distribution):
                 args.append(source.sample(context)[source.var[0]])
+            elif isinstance(source, _Evaluated):
+                args.append(source.value(context))
             else:
                 args.append(context[source])
         value = self.fn(*args)
@@ -116,12 +123,19 @@ class Term(Loss):
         for source in self.sources.values():
             if isinstance(source, Distribution):
                 out.update({v: source.prob_text for v in source.required_var if v not in out})
+            elif isinstance(source, _Evaluated):
+                out.update({v: source.distribution.prob_text for v in source.distribution.cond_var if v not in out})
             else:
                 out.setdefault(source, f"Term {self.text}")
         return out
 
     def _distributions(self):
-        return [s for s in self.sources.values() if isinstance(s, Distribution)]
+        out = []
+        for s in self.sources.values():
+            d = s.distribution if isinstance(s, _Evaluated) else s
+            if isinstance(d, Distribution) and all(d is not o for o in out):
+                out.append(d)
+        return out
 
     def _modules(self):
         return [self.fn] if isinstance(self.fn, nn.Module) else []
@@ -156,8 +170,12 @@ class _Unary(Loss):
 def detach(loss):
     r"""The value of ``loss`` with no gradient (stop-gradient), printed :math:`\mathrm{sg}\left[\cdot\right]`.
 
-    E.g. a GAN's discriminator step on the generator's samples, or a target in a VQ-VAE commitment term.
+    ``loss`` is a loss (a GAN's discriminator step on the generator's samples) or a variable expression, which
+    stays one: VQ-VAE's codebook term :math:`\left\|\mathrm{sg}\left[z_{e}\right] - e\right\|_{2}^{2}` is
+    ``squared_norm(detach(Var("z_e")) - Var("e"))``, its gradient reaching ``e`` only.
     """
+    if isinstance(loss, VarExpression):
+        return detach_variable(loss)
     return _Unary(loss, torch.Tensor.detach, r"\mathrm{sg}\left[", r"\right]", "sg")
 
 
@@ -220,10 +238,16 @@ def _maximum(values):
 
 
 class LogMeanExp(E):
-    r""":math:`\log \mathbb{E}_{q}\left[e^{f}\right]` per example, estimated with K reparameterized samples as
-    :math:`\log \frac{1}{K}\sum_k e^{f(z_k)}` (a log-sum-exp over the sample dimension).
+    r""":math:`\log \frac{1}{K}\sum_{k=1}^{K} e^{f(z_k)}` per example, with K reparameterized draws
+    :math:`z_k \sim q` (a log-sum-exp over the sample dimension): a lower bound on
+    :math:`\log \mathbb{E}_{q}\left[e^{f}\right]` that tightens as K grows.
 
-    With ``f = LogProb(p) - LogProb(q)`` this is the importance-weighted bound of Burda et al. (2016).
+    With ``f = LogProb(p) - LogProb(q)`` this is the importance-weighted bound of Burda et al. (2016). It prints
+    the bound it computes, K the number of draws (a sample shape such as ``(2, 3)`` is K = 6) and ``f`` written
+    with draw k's variables, :math:`f_k`:
+    :math:`\mathbb{E}_{z_{1:5} \sim q(z|x)}\left[\log \frac{1}{5}\sum_{k=1}^{5} e^{f_k}\right]`, e.g.
+    :math:`f_k = \log p(x,z_k) - \log q(z_k|x)`; with K = 1 it is :math:`f(z_1)`, printed
+    :math:`\mathbb{E}_{q(z|x)}\left[f\right]`.
     """
 
     def __init__(self, q, f, sample_shape=1):
@@ -243,6 +267,9 @@ class LogMeanExp(E):
         return _log_mean_exp(value.reshape((count,) + value.shape[extra:]), count)
 
     def _sym(self):
-        q = self.q.prob_text
-        return _printing.Wrapped(rf"\log \mathbb{{E}}_{{{self.q.symbol}}}\left[e^{{", r"}\right]", f"log E_{q}[exp(", ")]",
-                                 self.f._sym())
+        count = _printing.sample_count(self.sample_shape)
+        if count == 1:  # log exp f(z_1)
+            return E._sym(self)
+        with _printing.renamed(_printing.draws_of(self.q, count)[1]), _printing.drawn(self.q.var):
+            inner = self.f._sym()
+        return _printing.log_mean(self.q, count, _printing.Wrapped("e^{", "}", "exp(", ")", inner))

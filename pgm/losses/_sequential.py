@@ -5,23 +5,19 @@ series inputs give their slice ``x[:, t]``, each carried variable the value its 
 initial value at the first step), and the step's terms draw their variables afresh; the per-step values are
 summed over t (steps a mask leaves out add 0). It prints as :math:`\\sum_{t=1}^{T}` with subscripted variables.
 
-Here: the class, its arguments, their checks and its LaTeX. Its evaluation: ``_steps`` (what the steps read from
-the inputs), ``_unroll`` (the steps drawn one after the other), ``_forward_algorithm`` (``marginalize``: the state
-summed out, and decoded).
+Here: the class, its arguments and their checks. Its LaTeX: ``_sum_printing``. Its evaluation: ``_steps`` (what
+the steps read from the inputs), ``_unroll`` (the steps drawn one after the other), ``_forward_algorithm``
+(``marginalize``: the state summed out, and decoded).
 """
 from __future__ import annotations
-
-import re
 
 import torch
 from torch import nn
 
 from .._scope import Context
-from .._signature import subscript
 from ..distributions import Distribution, JointDistribution
-from . import _forward_algorithm, _printing, _unroll
+from . import _forward_algorithm, _sum_printing, _unroll
 from ._base import Loss
-from ._terms import LogProb
 
 
 def _identifier(where, name):
@@ -49,36 +45,6 @@ def _flat(distributions):
     return out
 
 
-_SIGNATURE = re.compile(r"(?P<head>[A-Za-z_][A-Za-z0-9_]*(?:[_^]\{[^{}()]*\})*)\((?P<args>[A-Za-z0-9_ ,|]*)\)")
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _rename_text(text, names):
-    """Rename the variables inside every signature ``p(x|z)`` of a printed term."""
-    if text in names:  # an Input printed as its name
-        return names[text]
-    return _SIGNATURE.sub(lambda m: m["head"] + "(" + _WORD.sub(lambda w: names.get(w[0], w[0]), m["args"]) + ")",
-                          text)
-
-
-def _rename(expr, names):
-    """The sympy tree of a printed step with its variables subscripted (leaves' strings rewritten)."""
-    import sympy
-    from sympy.core.symbol import Str
-
-    if isinstance(expr, Str):
-        return Str(_rename_text(expr.name, names))
-    if not expr.args:
-        return expr
-    args = [_rename(a, names) for a in expr.args]
-    if type(expr).__module__ == _printing.__name__:
-        return sympy.Basic.__new__(type(expr), *args)
-    try:
-        return expr.func(*args, evaluate=False)
-    except TypeError:
-        return expr.func(*args)
-
-
 class Sum(Loss):
     r"""A loss summed over the steps of sequences, :math:`\sum_{t=1}^{T} \mathcal{L}_t`, per example.
 
@@ -99,9 +65,16 @@ class Sum(Loss):
 
     The per-step values are summed; with ``mask`` (an input ``(batch, T)``, true at the real steps) or
     ``length`` (an input ``(batch,)`` of sequence lengths) the other steps add 0, so sequences of unequal
-    lengths are padded to a common T (with finite values, e.g. zeros) and masked. A carried variable must be
-    one draw per sequence (no ``sample_shape`` on its expectation); for K trajectories per sequence, repeat the
-    batch K times. Compiled (``Model(compile=...)``), the T steps are unrolled into one graph: compiling takes
+    lengths are padded to a common T (with finite values, e.g. zeros) and masked. With ``present="z_pres"``
+    (Attend-Infer-Repeat's presence, a Bernoulli variable the step draws) a sequence ends at its first draw of 0:
+    step t counts only where :math:`\prod_{s<t} z_{pres,s} = 1` (the step that draws the 0 still counts; the
+    ones after it add 0 and leave the carried state as it was, as padded steps do). ``final`` is a loss of the
+    state after the last step, evaluated once on the carried values as the step after the last would see them,
+    under both the carried name and its source's (``c_prev`` and ``c`` both hold :math:`c_T`, the last real
+    step's), e.g. AIR's :math:`\log p(x|c_T)`. A discrete draw the later steps depend on (carried, read by a
+    carried distribution such as a canvas, or the presence) has its score weighted by the later steps and the
+    final term too. A carried variable must be one draw per sequence (no ``sample_shape`` on its expectation); for
+    K trajectories per sequence, repeat the batch K times. Compiled (``Model(compile=...)``), the T steps are unrolled into one graph: compiling takes
     longer as T grows, and a new T compiles once more.
 
     It prints as :math:`\sum_{t=1}^{T}\left[\dots\right]` with the step's variables subscripted: series and
@@ -133,6 +106,10 @@ class Sum(Loss):
         steps: the number of steps, where there is no series to read it from.
         marginalize: the name of a discrete variable of the step (a Categorical's, a Bernoulli's) to sum out of
             the whole sequence exactly, by the forward algorithm; see below.
+        final: a loss added once after the last step, on the final carried values; prints after the sum with
+            their subscript T: :math:`\sum_{t=1}^{T} [\dots] + \log p(x|c_T)`.
+        present: the name of a 0/1 variable the step draws (event shape () or (1,)): a sequence goes on while it
+            is 1.
 
     **Summing a discrete state out.** With ``marginalize="y"``, the step is a log-density
     :math:`\log p(x_t, y_t|y_{t-1})` given ``y`` (e.g. ``LogProb(p_x * p_y)`` with ``p_y`` the transition
@@ -163,13 +140,17 @@ class Sum(Loss):
     """
 
     def __init__(self, step, over="t", *, series=(), carry=None, initial=None, mask=None, length=None, steps=None,
-                 marginalize=None):
+                 marginalize=None, final=None, present=None):
         if not isinstance(step, Loss):
             raise TypeError(f"Sum takes the loss of one step, e.g. Sum(KL(q, prior) - E(q, LogProb(p)), ...); "
                             f"got {type(step).__name__}.")
         self.over = _identifier("Sum(over=...)", over)
         where = f"Sum over {over}"
-        self.step, self.children = step, (step,)
+        if final is not None and not isinstance(final, Loss):
+            raise TypeError(f"{where}: final is the loss of the state after the last step, e.g. final=LogProb(p_x) "
+                            f"with p(x|c) and carry={{'c_prev': 'c'}}; got {type(final).__name__}.")
+        self.step, self.final = step, final
+        self.children = (step,) if final is None else (step, final)
         self.series = _names(f"{where}: series", series)
         if not isinstance(carry or {}, dict):
             raise TypeError(f"{where}: carry must be a dict {{carried name: source}}, e.g. {{'z_prev': 'z'}}; got "
@@ -188,11 +169,18 @@ class Sum(Loss):
                              f"(series=['x'] for an input x of shape (batch, T, ...)) or give steps=T.")
         self.steps = steps
         self.marginalize = None if marginalize is None else _identifier(f"{where}: marginalize", marginalize)
+        self.present = None if present is None else _identifier(f"{where}: present", present)
         self._check_carry(where)
+        if self.present is not None and self.present not in self._step_drawn():
+            drawn = list(dict.fromkeys(self._step_drawn())) or "nothing"
+            raise ValueError(f"{where}: present={present!r}: no distribution of the step generates `{present}` (the "
+                             f"step draws {drawn}); name the presence the step draws, e.g. present='z_pres' with "
+                             f"E(q_pres, ...) over q(z_pres|...).")
         if self.marginalize is not None:
             self._check_marginalize(where)
         # the distributions whose draws a step may carry (asked of the step's context: Context.draws_of)
         self._drawers = _flat(self.step._distributions()) + self._carry_distributions
+        self._may_score = self._draws_a_score()
         self._initial_names, self.initial = {}, nn.Module()
         self._check_initial(where, dict(initial or {}) if isinstance(initial, dict) or initial is None else initial)
 
@@ -200,6 +188,15 @@ class Sum(Loss):
     def _step_drawn(self):
         """The variables the step's own distributions generate (drawn at each step)."""
         return [v for d in _flat(self.step._distributions()) for v in d.var]
+
+    def _draws_a_score(self):
+        """Whether a step may draw, without a reparameterized sampler, a variable the next steps depend on (a carried
+        one, one a carried value is computed from, the presence): its score must then weigh them (``_unroll``)."""
+        makers = _flat(self.step._distributions())
+        wanted = {self._source(k) for k in self.carry} | ({self.present} if self.present else set())
+        found = [d for d in makers if set(d.var) & wanted] + self._carry_distributions
+        found += [d for c in {c for f in found for c in f.cond_var} for d in makers if c in d.var]
+        return any(not d.has_reparam for d in found)
 
     def _check_carry(self, where):
         drawn = self._step_drawn()
@@ -248,6 +245,10 @@ class Sum(Loss):
                              f"finite support to sum over; only a discrete variable (Categorical, Bernoulli) can be "
                              f"summed out exactly.")
         self._enumerator = enumerable[0]
+        if self.final is not None or self.present is not None:
+            raise ValueError(f"{where}: marginalize={var!r} sums over every path of `{var}` and draws nothing, so "
+                             f"there is no final state nor presence draw; leave final= and present= out, or sample "
+                             f"`{var}` (a Sum over E(q, ...)).")
         if var in self.series:
             raise ValueError(f"{where}: marginalize={var!r}: `{var}` is a series, read from the inputs; only a latent "
                              f"variable of the step is summed out.")
@@ -310,6 +311,11 @@ class Sum(Loss):
                     out.setdefault(c, d.prob_text)
         for k, v in self._initial_names.items():
             out.setdefault(v, f"Sum over {self.over}, as the initial value of `{k}`")
+        if self.final is not None:  # the final term reads the carried values, and the inputs for the rest
+            carried = set(self.carry) | {self._source(k) for k in self.carry}
+            for k, v in self.final._free().items():
+                if k not in carried:
+                    out.setdefault(k, v)
         return out
 
     def _distributions(self):
@@ -320,30 +326,8 @@ class Sum(Loss):
         own = [self.initial] if list(self.initial.parameters()) else []
         return own + Loss._modules(self)
 
-    def _names(self):
-        """How each step variable prints: series and draws at t, carried ones at t-1."""
-        t = self.over
-        names = {v: subscript(v, t) for v in self.series}
-        for d in _flat(self.step._distributions()) + self._carry_distributions:
-            names.update({v: subscript(v, t) for v in d.var})
-        names.update({k: subscript(self._source(k), f"{t}-1") for k in self.carry})
-        return names
-
     def _sym(self):
-        t = self.over
-        end = t.upper() if len(t) == 1 and t.upper() != t else f"T_{{{t}}}"
-        if self.marginalize is None:
-            return _printing.Wrapped(rf"\sum_{{{t}=1}}^{{{end}}} \left[", r"\right]", f"sum_{{{t}=1}}^{{{end}}} [",
-                                     "]", _rename(self.step._sym(), self._names()))
-        paths = subscript(self.marginalize, f"1:{end}")
-        if isinstance(self.step, LogProb):  # log sum_y prod_t p(x_t, y_t|y_{t-1})
-            p = self.step.p
-            inner = _rename(_printing.Term(p.symbol, p.prob_text), self._names())
-            return _printing.Wrapped(rf"\log \sum_{{{paths}}} \prod_{{{t}=1}}^{{{end}}} ", "",
-                                     f"log sum_{{{paths}}} prod_{{{t}=1}}^{{{end}}} ", "", inner)
-        return _printing.Wrapped(rf"\log \sum_{{{paths}}} \exp \sum_{{{t}=1}}^{{{end}}} \left[", r"\right]",
-                                 f"log sum_{{{paths}}} exp sum_{{{t}=1}}^{{{end}}} [", "]",
-                                 _rename(self.step._sym(), self._names()))
+        return _sum_printing.sum_sym(self)
 
     def __repr__(self):
         carried = ", ".join(f"{k} <- {self._source(k)}" for k in self.carry)

@@ -99,14 +99,33 @@ def initial_values(loss, context):
     return values
 
 
-def step_context(loss, context, t, carried):
-    """The context of step t: the series at t, the carried values, and a cache of the step's own (it draws
-    afresh)."""
-    values = {name: context.values[name].select(context.lead[name], t) for name in loss.series}
+def series_slices(loss, context):
+    """Each series at every step, ``{name: (x_1, ..., x_T)}``: sliced once, by one ``unbind`` per series, whose
+    backward pass is one stack of the steps' gradients (a slice taken per step would write its gradient into a
+    zero-filled copy of the whole series, once per step)."""
+    return {name: context.values[name].unbind(context.lead[name]) for name in loss.series}
+
+
+def step_context(context, t, slices, carried):
+    """The context of step t: the series at t (``slices``, from :func:`series_slices`), the carried values, and a
+    cache of the step's own (it draws afresh)."""
+    values = {name: steps[t] for name, steps in slices.items()}
     lead = {}
     for name, (value, n) in carried.items():
         values[name], lead[name] = value, n
     return context.afresh(values, lead)
+
+
+def padding_may_lead(loss, mask):
+    """Whether a padded step may come before a real one, so that the carried state must be held through it
+    (:func:`hold`). Not with ``length=`` (the real steps come first), nor with a mask on the CPU whose real steps
+    come first (read where it costs no wait for the device: never on a GPU, while a CUDA graph is captured or
+    while torch.compile traces the step)."""
+    if mask is None or loss.length is not None:
+        return False
+    if mask.device.type != "cpu" or capturing():  # capturing: also while Dynamo traces
+        return True
+    return bool((mask[..., 1:] & ~mask[..., :-1]).any())
 
 
 def hold(new, old, real):

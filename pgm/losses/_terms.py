@@ -45,7 +45,8 @@ class LogProb(Loss):
         return self.p.log_prob(context)
 
     def _sym(self):
-        return _printing.Term(rf"\log {self.p.symbol}", f"log {self.p.prob_text}")
+        latex, text = _printing.signature(self.p)
+        return _printing.Term(rf"\log {latex}", f"log {text}")
 
     def _free(self):
         return {**{v: self.p.prob_text for v in self.p.var}, **_needs(self.p)}
@@ -96,8 +97,14 @@ class E(Loss):
         return ESTIMATORS[self.estimator].estimate(self.q, self.f._eval, context, self.sample_shape, self.baseline)
 
     def _sym(self):
-        return _printing.Wrapped(rf"\mathbb{{E}}_{{{self.q.symbol}}}\left[", r"\right]",
-                                 f"E_{self.q.prob_text}[", "]", self.f._sym())
+        latex, text = _printing.signature(self.q)
+        with _printing.drawn(self.q.var):
+            inner = self.f._sym()
+        return _printing.Wrapped(rf"\mathbb{{E}}_{{{latex}}}\left[", r"\right]", f"E_{text}[", "]", inner)
+
+    def _appearance(self):
+        names = list(self.q.cond_var + self.q.var)
+        return names + [n for n in Loss._appearance(self) if n not in names]
 
     def _free(self):
         out = _needs(self.q)
@@ -176,8 +183,8 @@ class KL(Loss):
         return _kl.closed_form(self.q, self.p, context)
 
     def _sym(self):
-        q, p = self.q.prob_text, self.p.prob_text
-        return _printing.Term(rf"D_{{KL}}\left[{self.q.symbol}\|{self.p.symbol}\right]", f"KL[{q}||{p}]")
+        (q, q_text), (p, p_text) = _printing.signature(self.q), _printing.signature(self.p)
+        return _printing.Term(rf"D_{{KL}}\left[{q}\|{p}\right]", f"KL[{q_text}||{p_text}]")
 
     def __repr__(self) -> str:
         if self.analytic:
@@ -220,7 +227,8 @@ class Entropy(Loss):
         return self.q.entropy(context)
 
     def _sym(self):
-        return _printing.Term(rf"\mathcal{{H}}\left[{self.q.symbol}\right]", f"H[{self.q.prob_text}]")
+        latex, text = _printing.signature(self.q)
+        return _printing.Term(rf"\mathcal{{H}}\left[{latex}\right]", f"H[{text}]")
 
     def _free(self):
         return _needs(self.q)
@@ -236,7 +244,10 @@ class CrossEntropy(Loss):
     distributions of the same variables with a registered closed-form KL and ``q`` has a closed-form entropy;
     otherwise as the Monte Carlo
     estimate :math:`-\frac{1}{K}\sum_k \log p(z_k)`, :math:`z_k \sim q` (``E(q, -LogProb(p), sample_shape)``,
-    with the default estimator for ``q``). Prints :math:`\mathcal{H}\left[q, p\right]`.
+    with the default estimator for ``q``). Between distributions of the same variables it prints
+    :math:`\mathcal{H}\left[q(z|x), p(z)\right]`; otherwise (``q(z|x)`` and a decoder ``p(x|z)``) there is no
+    cross-entropy between the two, and it prints what it computes, as papers write it:
+    :math:`-\mathbb{E}_{q(z|x)}\left[\log p(x|z)\right]`.
 
     Args:
         q: the distribution the expectation is over.
@@ -257,8 +268,12 @@ class CrossEntropy(Loss):
         return self._value._eval(context)
 
     def _sym(self):
-        q, p = self.q.prob_text, self.p.prob_text
-        return _printing.Term(rf"\mathcal{{H}}\left[{self.q.symbol}, {self.p.symbol}\right]", f"H[{q}, {p}]")
+        (q, q_text), (p, p_text) = _printing.signature(self.q), _printing.signature(self.p)
+        if self.q.var == self.p.var:
+            return _printing.Term(rf"\mathcal{{H}}\left[{q}, {p}\right]", f"H[{q_text}, {p_text}]")
+        expectation = _printing.Wrapped(rf"\mathbb{{E}}_{{{q}}}\left[", r"\right]", f"E_{q_text}[", "]",
+                                        _printing.Term(rf"\log {p}", f"log {p_text}"))
+        return _printing.negate(expectation)
 
     def _free(self):
         return self._value._free()
@@ -274,9 +289,12 @@ class IWAE(Loss):
     that tightens as K grows. ``p`` is the joint over the data and the latents ``q`` generates.
 
     With K = 1 it is the one-sample ELBO; as K grows it tends to :math:`\log p(x)`, which is how the
-    examples report test log-likelihoods (K = 1000). Prints
-    :math:`\log \mathbb{E}_{q(z|x)}\left[\frac{p(x,z)}{q(z|x)}\right]`. For the same bound written from
-    other terms, see :class:`LogMeanExp`.
+    examples report test log-likelihoods (K = 1000). It prints the bound it computes, K the number of draws:
+    ``IWAE(p, q, sample_shape=5)`` is
+    :math:`\mathbb{E}_{z_{1:5} \sim q(z|x)}\left[\log \frac{1}{5}\sum_{k=1}^{5} \frac{p(x,z_k)}{q(z_k|x)}\right]`
+    (a sample shape such as ``(2, 3)`` is K = 6 draws, averaged as one set), and with K = 1
+    :math:`\mathbb{E}_{q(z|x)}\left[\log \frac{p(x,z)}{q(z|x)}\right]`. For the same bound written from other
+    terms, see :class:`LogMeanExp`.
 
     A proposal without a reparameterized sampler (a Categorical or Bernoulli latent, a Mixture) gets the
     score-function gradient with VIMCO's leave-one-out baseline (Mnih & Rezende 2016): sample k's learning
@@ -308,9 +326,18 @@ class IWAE(Loss):
         return importance_weighted(self.p, self.q, context, self.sample_shape)
 
     def _sym(self):
-        p, q = self.p.prob_text, self.q.prob_text
-        ps, qs = self.p.symbol, self.q.symbol
-        return _printing.Term(rf"\log \mathbb{{E}}_{{{qs}}}\left[\frac{{{ps}}}{{{qs}}}\right]", f"log E_{q}[{p}/{q}]")
+        count = _printing.sample_count(self.sample_shape)
+        if count == 1:  # the one-sample bound: the ELBO
+            (q, q_text), (p, p_text) = _printing.signature(self.q), _printing.signature(self.p)
+            return _printing.Term(rf"\mathbb{{E}}_{{{q}}}\left[\log \frac{{{p}}}{{{q}}}\right]",
+                                  f"E_{q_text}[log {p_text}/{q_text}]")
+        with _printing.renamed(_printing.draws_of(self.q, count)[1]):
+            (q, q_text), (p, p_text) = _printing.signature(self.q), _printing.signature(self.p)
+        return _printing.log_mean(self.q, count, _printing.Term(rf"\frac{{{p}}}{{{q}}}", f"{p_text}/{q_text}"))
+
+    def _appearance(self):
+        names = list(self.q.cond_var + self.q.var)
+        return names + [n for n in Loss._appearance(self) if n not in names]
 
     def _free(self):
         out = _needs(self.q)

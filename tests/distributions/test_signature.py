@@ -6,14 +6,15 @@ from torch import nn
 
 from pgm.distributions import Bernoulli, Categorical, Distribution, Normal
 
-# signature -> (name, var, cond_var, prob_text)
+# signature -> (name, var, cond_var, prob_text, latex): a subscript of several characters braced in LaTeX
 SIGNATURES = [
-    ("q(a|x,w)", "q", ["a"], ["x", "w"], "q(a|x,w)"),
-    ("p(z)", "p", ["z"], [], "p(z)"),
-    ("  q ( z | x , y )  ", "q", ["z"], ["x", "y"], "q(z|x,y)"),
-    ("p_theta(x_1|z_2)", "p_theta", ["x_1"], ["z_2"], "p_theta(x_1|z_2)"),
-    (r"q_{\phi}(z|x)", r"q_{\phi}", ["z"], ["x"], r"q_{\phi}(z|x)"),
-    ("p^{*}(x)", "p^{*}", ["x"], [], "p^{*}(x)"),
+    ("q(a|x,w)", "q", ["a"], ["x", "w"], "q(a|x,w)", "q(a|x,w)"),
+    ("p(z)", "p", ["z"], [], "p(z)", "p(z)"),
+    ("  q ( z | x , y )  ", "q", ["z"], ["x", "y"], "q(z|x,y)", "q(z|x,y)"),
+    ("p_theta(x_1|z_2)", "p_theta", ["x_1"], ["z_2"], "p_theta(x_1|z_2)", "p_{theta}(x_1|z_2)"),
+    ("q(z_top|x_obs,y)", "q", ["z_top"], ["x_obs", "y"], "q(z_top|x_obs,y)", "q(z_{top}|x_{obs},y)"),
+    (r"q_{\phi}(z|x)", r"q_{\phi}", ["z"], ["x"], r"q_{\phi}(z|x)", r"q_{\phi}(z|x)"),
+    ("p^{*}(x)", "p^{*}", ["x"], [], "p^{*}(x)", "p^{*}(x)"),
 ]
 
 BAD_SIGNATURES = ["q(z|)", "q z", "q(z|x|y)", "(z)", "q()", "q(1z)", "q(z x)", "", "q(z|x", "q(z)(x)"]
@@ -24,10 +25,11 @@ def _net(*inputs):
     return {"loc": h, "scale": h.exp()}
 
 
-@pytest.mark.parametrize("signature, name, var, cond_var, prob_text", SIGNATURES, ids=[s[0] for s in SIGNATURES])
-def test_signature_is_parsed(signature, name, var, cond_var, prob_text):
+@pytest.mark.parametrize("signature, name, var, cond_var, prob_text, latex", SIGNATURES,
+                         ids=[s[0] for s in SIGNATURES])
+def test_signature_is_parsed(signature, name, var, cond_var, prob_text, latex):
     d = Normal(signature, net=_net) if cond_var else Normal(signature, loc=0.0, scale=1.0, features_shape=[2])
-    assert (d.name, d.var, d.cond_var, d.prob_text, d.latex()) == (name, var, cond_var, prob_text, prob_text)
+    assert (d.name, d.var, d.cond_var, d.prob_text, d.latex()) == (name, var, cond_var, prob_text, latex)
 
 
 def test_signature_equals_keywords():

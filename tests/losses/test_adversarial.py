@@ -56,7 +56,7 @@ def test_latex_is_the_papers_objective(gan_parts):
                            r"\mathbb{E}_{p(x)}\left[\log\left(1 - D(x)\right)\right]")
     assert gan.discriminator_loss.latex() == (r"- (\mathbb{E}_{p_{data}(x)}\left[\log D(x)\right] + "
                                               r"\mathbb{E}_{p(x)}\left[\log\left(1 - D(x)\right)\right])")
-    assert str(gan) == "max_D E_p_{data}(x)[log D(x)] + E_p(x)[log(1 - D(x))]"
+    assert str(gan) == "max_D E_p_data(x)[log D(x)] + E_p(x)[log(1 - D(x))]"
     assert JensenShannon(p, discriminator=d, non_saturating=True).latex() == \
         r"- \mathbb{E}_{p(x)}\left[\log D(x)\right]"
     wgan = Wasserstein(p, discriminator=d, gradient_penalty=Parameter("lambda"))

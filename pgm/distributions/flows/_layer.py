@@ -34,9 +34,13 @@ class Layer(nn.Module):
 
     Shape-changing layers override ``out_shape`` / ``in_shape`` (event shapes); a layer built for one event
     shape says what it takes in ``shape_error``, which the flow turns into an error naming the layer.
+
+    A layer that ``factors_out`` part of its input (:class:`FactorOut`) returns, in place of ``log_det``, the
+    log-density of that part under its ``prior``; only a density-estimation flow may hold it.
     """
 
     has_inverse = True
+    factors_out = False
 
     def __init__(self, cond_var=None):
         super().__init__()

@@ -6,7 +6,7 @@ from torch import nn
 
 from ..._errors import MissingInputError
 from ..._scope import Context, FlowLogDensity
-from ..._signature import check_names, format_signature
+from ..._signature import check_names, format_signature, latex_signatures, latex_variable, subscript
 from ..._values import as_shape
 from .._base import Distribution
 from .._family import Family
@@ -29,6 +29,13 @@ def _family_event_shape(base, context):
     return tuple(torch.broadcast_shapes(*shapes))
 
 
+def static_event_shape(family):
+    """The event shape of a family with fixed parameters, known before it runs (``None`` for one with a network)."""
+    if family.has_network:
+        return None
+    return _family_event_shape(family, Context.from_inputs({}))
+
+
 class Flow(Distribution):
     r"""A normalizing flow :math:`q_K(z|x)`: a base :math:`q_0(z_0|x)` pushed through layers
     :math:`z_k = f_k(z_{k-1})`, :math:`z = z_K`, with the density by change of variables
@@ -45,6 +52,10 @@ class Flow(Distribution):
     ``direction="inverse"`` (density estimation, RealNVP / Glow): the layers map a value (data) to the base,
     :math:`h_0 = z`, :math:`h_k = f_k(h_{k-1})`, :math:`\log q(z) = \log q_0(h_K) + \sum_k \log|\det
     \partial h_k / \partial h_{k-1}|`, exact with forward passes only; drawing runs the inverses backwards.
+    A multi-scale flow (RealNVP, Glow) puts :class:`FactorOut` layers among the others: each sends part of the
+    channels :math:`z_l` out of the flow, scored by its own prior, :math:`\log q(z) = \log q_0(h_K) + \sum_l
+    \log p(z_l|h_l) + \sum_k \log|\det \partial h_k / \partial h_{k-1}|`, and drawing draws each :math:`z_l`
+    from its prior.
 
     Layers may take conditioning variables by name (``cond_var=`` of a layer; its networks get them), so the
     flow's conditioning variables are the base's and the layers'. Values carry any leading sample and batch
@@ -87,6 +98,12 @@ class Flow(Distribution):
         if direction not in DIRECTIONS:
             raise ValueError(f"Flow over {base.prob_text}: direction must be 'forward' (sample through the layers) "
                              f"or 'inverse' (map data through them to the base); got {direction!r}.")
+        factoring = [i for i, l in enumerate(layers) if l.factors_out]
+        if factoring and direction == "forward":
+            raise ValueError(f"Flow over {base.prob_text}: its layer {factoring[0] + 1} of {len(layers)}, "
+                             f"{layers[factoring[0]].describe()}, factors channels out, which only a "
+                             f"density-estimation flow can do (towards its base, scoring them by the layer's prior); "
+                             f"build it with direction='inverse', or leave the layer out.")
         self.base, self.layers, self.direction = base, nn.ModuleList(layers), direction
         self.name = name or _default_name(base.name)
         self.var = [var or base.var[0]]
@@ -115,14 +132,18 @@ class Flow(Distribution):
         return out
 
     def latex(self) -> str:
-        r"""The change of variables, e.g. :math:`\log q_K(z|x) = \log q_0(z_0|x) - \sum_{k=1}^{K} \log|\det ...|`."""
+        r"""The change of variables, e.g. :math:`\log q_K(z|x) = \log q_0(z_0|x) - \sum_{k=1}^{K} \log|\det ...|`,
+        with the priors of factored-out channels, :math:`\log p(z_1|h_1)`, after the base."""
         v = self.var[0]
-        jacobian = rf"\log \left|\det \frac{{\partial {v}_k}}{{\partial {v}_{{k-1}}}}\right|"
+        step, previous = subscript(v, "k"), subscript(v, "k-1")  # z_k, z_{k-1}; z_top's z_{top,k}, z_{top,k-1}
+        jacobian = rf"\log \left|\det \frac{{\partial {step}}}{{\partial {previous}}}\right|"
         if self.direction == "forward":
-            base = format_signature(self.base.name, [f"{v}_0"], self.base.cond_var)
-            return rf"\log {self.prob_text} = \log {base} - \sum_{{k=1}}^{{K}} {jacobian}"
-        base = format_signature(self.base.name, [f"{v}_K"], self.base.cond_var)
-        return rf"\log {self.prob_text} = \log {base} + \sum_{{k=1}}^{{K}} {jacobian}, \quad {v}_0 = {v}"
+            base = format_signature(self.base.name, [subscript(v, "0")], self.base.cond_var)
+            return latex_signatures(rf"\log {self.prob_text} = \log {base} - \sum_{{k=1}}^{{K}} {jacobian}")
+        base = format_signature(self.base.name, [subscript(v, "K")], self.base.cond_var)
+        factored = "".join(rf" + \log {l.prior.prob_text}" for l in self.layers if l.factors_out)
+        return latex_signatures(rf"\log {self.prob_text} = \log {base}{factored} + \sum_{{k=1}}^{{K}} {jacobian}, "
+                                rf"\quad {subscript(v, '0')} = {latex_variable(v)}")
 
     def extra_repr(self) -> str:
         return f"{self.prob_text}, base {self.base.prob_text}, {len(self.layers)} layers, direction={self.direction!r}"
@@ -138,10 +159,7 @@ class Flow(Distribution):
 
     # ----------------------------------------------------------------- shapes
     def _static_base_shape(self):
-        base = self.base
-        if isinstance(base, Family) and not base.has_network:
-            return _family_event_shape(base, Context.from_inputs({}))
-        return None
+        return static_event_shape(self.base) if isinstance(self.base, Family) else None
 
     def _check_static_shapes(self):
         """Check the layers against each other and, where the base has fixed parameters, against the base."""
@@ -167,8 +185,8 @@ class Flow(Distribution):
         if problem is None:
             return
         takes, fits = problem
-        fix = f" Build the layer for it, e.g. {fits}, or change {source.replace('the output of', 'layer')}." if fits \
-            else f" Change the layer or {source.replace('the output of', 'layer')}."
+        fix = f" Build the layer for it, e.g. {fits}, or change {source.replace('the output of ', '')}." if fits \
+            else f" Change the layer or {source.replace('the output of ', '')}."
         raise ValueError(f"{self.prob_text}: {self._layer_text(i)} {takes}, but its input, {source}, has event shape "
                          f"{tuple(shape)}.{fix}")
 
