@@ -2,8 +2,6 @@
 plain PyTorch on the same variational parameters and the same noise: w = m + s eps drawn once per step (global,
 shared by the minibatch), the minibatch's log-likelihood scaled to the N points, the Gaussian KL counted once.
 Its test scores are the plain predictive's of the learned q(w)."""
-import contextlib
-import io
 import json
 import math
 
@@ -11,6 +9,7 @@ import pytest
 import torch
 
 import bayes_by_backprop
+from script_runs import tiny_run
 
 N, H, NOISE, PRIOR_SCALE, S = 100, 8, 0.1, 1.0, 20
 TINY = ["--points", str(N), "--hidden", str(H), "--batch-size", "50", "--epochs", "300", "--lr", "0.02",
@@ -27,14 +26,7 @@ BAYES_BY_BACKPROP = (r"\mathbb{E}_{q(w)}\left[\sum_{n=1}^{N} \log p(y_n|x_n,w)\r
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """The script's record, printed text and results folder at the tiny size (run once for the module)."""
-    out = tmp_path_factory.mktemp("bayes_by_backprop")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        record = bayes_by_backprop.main(TINY + ["--out", str(out)])
-    torch.set_num_threads(before)
-    return record, printed.getvalue(), out
+    return tiny_run("bayes_by_backprop", TINY, tmp_path_factory.mktemp("bayes_by_backprop"))
 
 
 def learned_q(out):

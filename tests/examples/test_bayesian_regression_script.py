@@ -1,8 +1,6 @@
 """examples/bayesian_regression.py runs end to end at a tiny size, its q(w) converges to mean-field VI's exact
 optimum (mean mu, variances 1 / diag(Sigma^-1), not diag(Sigma)), and its loss, with a global w drawn once per
 step and the minibatch scaled to the data set by sum(size=N), is a plain PyTorch ELBO: values and gradients."""
-import contextlib
-import io
 import json
 
 import numpy as np
@@ -10,6 +8,7 @@ import pytest
 import torch
 
 import bayesian_regression
+from script_runs import tiny_run
 
 N, D, NOISE, PRIOR_SCALE = 100, 3, 1.0, 1.0
 TINY = ["--points", str(N), "--features", str(D), "--batch-size", "50", "--epochs", "300", "--lr", "0.005",
@@ -26,14 +25,7 @@ BAYES_BY_BACKPROP = (r"\mathbb{E}_{q(w)}\left[\sum_{n=1}^{N} \log p(y_n|x_n,w)\r
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """The script's record, printed text and results folder at the tiny size (run once for the module)."""
-    out = tmp_path_factory.mktemp("bayesian_regression")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        record = bayesian_regression.main(TINY + ["--out", str(out)])
-    torch.set_num_threads(before)
-    return record, printed.getvalue(), out
+    return tiny_run("bayesian_regression", TINY, tmp_path_factory.mktemp("bayesian_regression"))
 
 
 def exact(x, y):
