@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SUFFIXES = {".py", ".md", ".cfg", ".toml", ".rst", ".txt"}
 # folders never scanned, and never required to exist when a text names a path inside them (they hold outputs)
 SKIPPED_PARTS = {".git", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".tox", ".nox", ".eggs",
-                 "node_modules", "site-packages", "venv", "env", "build", "dist", "_build", "results", "runs"}
+                 "node_modules", "site-packages", "venv", "env", "build", "dist", "_build", "results", "runs",
+                 "_generated"}  # docs/_generated: the pages the docs build writes (docs/_gallery.py)
 
 # Written in pieces so that this file does not match its own patterns.
 INTERNAL_NOTE = re.compile(re.escape("PAPERS" + ".md"))
@@ -143,7 +144,7 @@ def test_mentioned_repository_paths_exist():
 
 
 @pytest.mark.parametrize("target, ok", [("docs/papers.md", True), ("docs/papers.md#3-jmvae-kl", True),
-                                        ("examples/common/*.py", True), ("docs/_build/html", True),
+                                        ("examples/common/*.py", True), ("docs/_build/html", True), ("docs/_generated/gallery.rst", True),
                                         ("docs/" + "no_such_page.md", False), ("../outside.md", False)])
 def test_path_resolution(target, ok):
     assert _resolves(target, ROOT) is ok
