@@ -144,6 +144,15 @@ def test_resume_from_a_dataloader_with_its_own_generator(tmp_path):
     assert_same(parameters(resumed), parameters(straight))
 
 
+@pytest.fixture
+def ctrl_c_interrupts():
+    """Ctrl-C as in an interactive session, whatever this process inherited: a shell starts a background job with
+    SIGINT ignored, and fit then leaves it alone (as it must), so the tests that send one set the default first."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def interrupting(at_batch, epoch=2):
     """``batches`` that sends this process a SIGINT (Ctrl-C) while producing batch ``at_batch`` of ``epoch``."""
     calls = {"epoch": 0}
@@ -158,7 +167,7 @@ def interrupting(at_batch, epoch=2):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to oneself")
-def test_ctrl_c_saves_between_steps_and_resume_is_exact(tmp_path, capsys):
+def test_ctrl_c_saves_between_steps_and_resume_is_exact(tmp_path, capsys, ctrl_c_interrupts):
     seed()
     straight = build()
     expected = straight.fit(batches, 3, progress=False, params=PARAMS)
@@ -386,7 +395,7 @@ def test_checkpoints_get_the_mode_of_any_new_file(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to oneself")
-def test_resuming_mid_epoch_with_fewer_batches_is_explained(tmp_path):
+def test_resuming_mid_epoch_with_fewer_batches_is_explained(tmp_path, ctrl_c_interrupts):
     with pytest.raises(KeyboardInterrupt):
         build().fit(interrupting(at_batch=2), 3, checkpoint_dir=tmp_path, progress=False, params=PARAMS)
     with pytest.raises(ValueError, match=r"fit: resuming needs the same train_data; it now has fewer than 3 "
