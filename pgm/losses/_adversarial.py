@@ -98,6 +98,8 @@ class _Critic(Loss):
         self.reduce, self.detach_draw, self.frozen = reduce, detach_draw, frozen
 
     def _eval(self, context):
+        if self.reduce:  # an expectation over the data, a data-set average itself: evaluated per example
+            context = context.over_data()
         if self.source is None:
             values, lead_shape = _lead_values(context, self.critic.names)
         else:
@@ -141,6 +143,8 @@ class _GradientPenalty(Loss):
         self.critic, self.p, self.target, self.reduce = critic, p, target, reduce
 
     def _eval(self, context):
+        if self.reduce:  # as _Critic's: over the data's examples
+            context = context.over_data()
         fake = self.p.sample(context)
         real = self.target.sample(context) if self.target is not None else context
         fake_values, lead_shape = _lead_values(context, self.critic.names, fake)

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from pgm.distributions import Bernoulli, Deterministic, Normal
-from pgm.losses import AdversarialKL, JensenShannon, KL, Parameter, Wasserstein
+from pgm.losses import AdversarialKL, JensenShannon, KL, LogProb, Parameter, Wasserstein
 
 from loss_nets import Gaussian
 
@@ -406,3 +406,19 @@ def test_bad_arguments_are_refused_when_written(gan_parts):
         JensenShannon(p, discriminator=d, non_saturating="yes")
     with pytest.raises(KeyError, match="the loss needs input `x`"):
         JensenShannon(p, discriminator=d).eval({})
+
+
+@pytest.mark.parametrize("kind", ["js", "wgan_gp"])
+def test_an_adversarial_term_beside_a_data_set_average_is_taken_over_the_examples(kind, gan_parts):
+    # a formula with .mean() is evaluated from outside its averages (where global variables are drawn); a divergence
+    # against the data is an average over the examples itself, so beside one it must be what it is alone
+    _, p, d, x = gan_parts
+    noise = Normal("r(x)", loc=torch.zeros(DX), scale=torch.ones(DX))
+    divergence = (JensenShannon(p, discriminator=d) if kind == "js"
+                  else Wasserstein(p, discriminator=d, gradient_penalty=10))
+    for loss in (divergence, divergence.discriminator_loss):
+        torch.manual_seed(3)
+        alone = loss.eval({"x": x})
+        torch.manual_seed(3)
+        beside = (LogProb(noise).mean() + loss).eval({"x": x})
+        torch.testing.assert_close(beside, alone + td.Normal(0.0, 1.0).log_prob(x).sum(-1).mean())
