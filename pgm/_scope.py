@@ -16,7 +16,8 @@ below, read and written only through the context's methods (:meth:`Context.cache
   samples the same distribution on the same inputs with the same shape shares that one draw (``KL(q, p)`` and
   ``E(q, ...)`` see the same ``z``);
 - :class:`NetworkOutput`: a family's parameters, keyed by the family and its input tensors (with their numbers
-  of leading dims): its network runs once per evaluation and inputs (a BatchNorm inside updates once);
+  of leading dims): its network runs once per evaluation and inputs (a BatchNorm inside updates once), and the
+  torch distribution of them is built once;
 - :class:`MixtureWeights`: the log-weights of a mixture whose weights come from a network, keyed likewise;
 - :class:`FlowLogDensity`: a flow's log-density of a value it drew, from the pass that drew it, keyed by the
   flow, the value and the condition tensors (scoring the draw later needs no inverse);
@@ -66,8 +67,9 @@ class Draw:
 
 @dataclass(frozen=True, slots=True)
 class NetworkOutput:
-    """A family's parameters given the input tensors ``inputs`` with ``leads`` leading dims each. Its entry is
-    ``(parameters by name, their leading shape)``."""
+    """A family's parameters given the input tensors ``inputs`` with ``leads`` leading dims each. Its entry is a
+    ``Given`` (``pgm.distributions._family``): the parameters by name, their leading shape, and their torch
+    distribution once built."""
 
     distribution: Any
     inputs: tuple
@@ -164,7 +166,7 @@ class Context:
     def conditions(self, distribution) -> tuple:
         """The tensors of ``distribution``'s conditioning variables in this context (``None`` for one not known):
         what its draws are keyed by."""
-        return tuple(self.values.get(c) for c in distribution.cond_var)
+        return tuple([self.values.get(c) for c in distribution.cond_var])
 
     def draw_key(self, distribution, sample_shape, reparameterized) -> Draw:
         """The key of ``distribution``'s draw here: ``sample_shape`` in front, ``reparameterized`` or not."""
@@ -186,9 +188,9 @@ class Context:
     def drawer_of(self, var, value):
         """``(distribution, leading dims)`` of the draw in this context's cache that gave ``value`` (the very tensor)
         for ``var``; None if no draw did (an input)."""
-        for key, (values, lead) in self.samples.items():
-            if type(key) is Draw and values.get(var) is value:
-                return key.distribution, lead
+        for key, entry in self.samples.items():
+            if type(key) is Draw and entry[0].get(var) is value:
+                return key.distribution, entry[1]
         return None
 
     @property

@@ -154,11 +154,12 @@ class Distribution(nn.Module):
         if not self.has_sample:
             raise ValueError(f"{self.prob_text}: {type(self).__name__} cannot be sampled; it can be scored "
                              f"(LogProb, the p of KL(q, p, analytic=False)).")
-        shape = torch.Size(as_shape(sample_shape))
-        context = Context.of(inputs)
-        values, lead = self._sample(context, shape, reparam)
+        shape = sample_shape if type(sample_shape) is torch.Size else torch.Size(as_shape(sample_shape))
         if isinstance(inputs, Context):
-            return context.child(values, dict.fromkeys(values, lead), shape + context.lead_shape)
+            values, lead = self._sample(inputs, shape, reparam)
+            return inputs.child(values, dict.fromkeys(values, lead), shape + inputs.lead_shape)
+        context = Context.from_inputs(inputs)
+        values, lead = self._sample(context, shape, reparam)
         return Draws({**(inputs or {}), **values}, {**context.lead, **dict.fromkeys(values, lead)})
 
     def log_prob(self, inputs):
@@ -170,7 +171,7 @@ class Distribution(nn.Module):
         """
         if not self.has_log_prob:
             raise ValueError(f"{self.prob_text}: {self.no_log_prob_reason}.")
-        return self._log_prob(Context.of(inputs))
+        return self._log_prob(inputs if isinstance(inputs, Context) else Context.from_inputs(inputs))
 
     def entropy(self, inputs=None):
         """The entropy, summed over the event dims: shape ``(batch,)``."""

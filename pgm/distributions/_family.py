@@ -9,7 +9,7 @@ from torch import nn
 
 from .._errors import EventShapeError, MissingInputError, TooManyConfigurationsError
 from .._scope import Context, NetworkOutput
-from ._base import Distribution, validation_enabled
+from ._base import _VALIDATION, Distribution
 from .learned import Learned
 
 def _shape(t):
@@ -58,11 +58,12 @@ class Family(Distribution):
         super().__init__()
         self._init_names(signature, var, cond_var, name, single=True)
         self.net = net
-        uses_forward = type(self).forward is not Family.forward
+        uses_forward = self._uses_forward = type(self).forward is not Family.forward
         if net is not None and uses_forward:
             raise ValueError(f"{self.prob_text}: pass net= or define forward(), not both.")
-        computes = type(self).parameters_given is not Family.parameters_given  # e.g. ProductOfNormal
-        self._has_network = net is not None or uses_forward or computes
+        # parameters computed otherwise than by a network (a product of experts)
+        self._computes = type(self).parameters_given is not Family.parameters_given
+        self._has_network = net is not None or uses_forward or self._computes
         self._fixed = []
         self._set_fixed(fixed, features_shape)
         if self.cond_var and not self._has_network:
@@ -164,20 +165,29 @@ class Family(Distribution):
                     + _constraint_hint(key)
                 )
 
-    def _net_params(self, args, shown):
-        """Call the network on ``args`` (each ``(n, *event)``); ``shown`` are the inputs' shapes as given."""
+    def _net_params(self, args, given):
+        """Call the network on ``args`` (each ``(n, *event)``), flattened from the inputs ``given`` (named in the
+        messages of a failed call)."""
         try:
-            out = self(*args)
+            # forward itself where no hook is set on this distribution: nn.Module.__call__ costs a few microseconds,
+            # paid per step of a Sum (its network's own modules are called, with their hooks, as usual)
+            if self._forward_hooks or self._forward_pre_hooks:
+                out = self(*args)
+            elif self._uses_forward:
+                out = self.forward(*args)
+            else:  # the network itself (nn.Module's __getattr__ would find it in Python, at every call)
+                net = self._modules.get("net")
+                out = (self.__dict__["net"] if net is None else net)(*args)
         except (RuntimeError, ValueError, TypeError) as error:
-            raise ValueError(self._input_shape_message(args, shown, error)) from error
+            raise ValueError(self._input_shape_message(args, [a.shape for a in given], error)) from error
         if not isinstance(out, dict):
             example = ", ".join(f"'{n}': ..." for n in self.parameter_sets[0])
             raise TypeError(
                 f"{self.prob_text}: its network must return a dict of parameters such as {{{example}}}; "
                 f"got {type(out).__name__}."
             )
-        keys = set(out)
-        if not any(keys == set(s) for s in self.parameter_sets):
+        keys = frozenset(out)
+        if keys not in (_PARAMETER_SETS.get(type(self)) or _parameter_sets(type(self))):
             options = " or ".join(str(sorted(s)) for s in self.parameter_sets)
             raise ValueError(
                 f"{self.prob_text} ({type(self).__name__}) expects its network to return the parameters "
@@ -187,7 +197,10 @@ class Family(Distribution):
             self._seen_shapes = [_shape(a)[1:] for a in args]
         # under autocast a network returns bfloat16/float16; the density, its sum over the event (784 pixels) and
         # the KL are kept in float32, where a low-precision sum would lose the loss's last digits
-        return {k: v.float() if torch.is_tensor(v) and v.dtype in _LOW_PRECISION else v for k, v in out.items()}
+        for k, v in out.items():
+            if isinstance(v, torch.Tensor) and v.dtype in _LOW_PRECISION:
+                return {k: v.float() if torch.is_tensor(v) and v.dtype in _LOW_PRECISION else v for k, v in out.items()}
+        return out
 
     def _input_shape_message(self, args, shown, error):
         shown = [tuple(s) for s in shown]
@@ -221,15 +234,27 @@ class Family(Distribution):
             leading (sample and batch) dims. A network runs once per context and inputs; the result is kept in
             ``context``.
         """
+        given = self._given(context)
+        return given.params, given.lead_shape
+
+    def _given(self, context):
+        """The :class:`Given` parameters for the inputs in ``context``: kept in ``context`` for a network (its
+        torch distribution too, built once), made anew for fixed parameters or an overridden
+        :meth:`parameters_given`."""
+        if self._computes:
+            return Given(*self.parameters_given(context))
         if not self._has_network:
-            params = self._fixed_values()
-            return params, torch.Size()
-        values = context.values
+            return Given(self._fixed_values(), torch.Size())
+        values, lead = context.values, context.lead
+        args, leads, one_batch_dim = [], [], True
         for c in self.cond_var:
-            if c not in values:
+            value = values.get(c)
+            if value is None:
                 raise MissingInputError(self._missing_message(c, values))
-        args = [values[c] for c in self.cond_var]
-        leads = [context.lead[c] for c in self.cond_var]
+            args.append(value)
+            leads.append(lead[c])
+            # one leading dim each, the same batch size: the inputs go to the network as they are
+            one_batch_dim = one_batch_dim and leads[-1] == 1 and value.shape[0] == args[0].shape[0]
         # the network runs once per evaluation and inputs: KL(q, p) and E(q, ...) share q's output (and a
         # BatchNorm inside updates its statistics once), as in a hand-written step (the key: see pgm._scope)
         key = NetworkOutput(self, tuple(args), tuple(leads))
@@ -237,22 +262,23 @@ class Family(Distribution):
         if hit is not None:
             return hit
         if not args:  # a network of no inputs (learned global parameters): no leading dims, like fixed ones
-            out, lead_shape = self._net_params([], []), torch.Size()
-        elif all(n == 1 for n in leads) and len({a.shape[0] for a in args}) == 1:
-            out, lead_shape = self._net_params(args, [a.shape for a in args]), args[0].shape[:1]
+            out, lead_shape = self._net_params(args, args), torch.Size()
+        elif one_batch_dim:
+            out, lead_shape = self._net_params(args, args), args[0].shape[:1]
         else:
             flat, lead_shape = context.flat(self.cond_var)
-            out = self._net_params(flat, [a.shape for a in args])
+            out = self._net_params(flat, args)
             # a parameter shared by every example (a learned scale of shape (D,)) broadcasts first, as torch does
             names = [k for k, v in out.items() if torch.is_tensor(v)]
             together = torch.broadcast_tensors(*(out[k] for k in names))
             out = {**out, **{k: v.reshape(lead_shape + v.shape[1:]) for k, v in zip(names, together)}}
-        for k in self.fixed_parameters:
-            out[k] = getattr(self, k)
-        if validation_enabled():
+        if self.fixed_parameters:  # into a new dict: the network's own may be kept by it
+            out = {**out, **{k: getattr(self, k) for k in self.fixed_parameters}}
+        if _VALIDATION["enabled"]:  # validation_enabled(), read without a call
             self._check_values(out)
-        context.store(key, (out, lead_shape))
-        return out, lead_shape
+        given = Given(out, lead_shape)
+        context.store(key, given)
+        return given
 
     def _missing_message(self, name, values):
         given = sorted(values) or "nothing"
@@ -274,13 +300,18 @@ class Family(Distribution):
     def _event_dims(self, params, lead_shape):
         """How many trailing dims of a value belong to the event beyond ``event_ndim``."""
         # the widest parameter: fixed ``loc=0.0, scale=torch.ones(3)`` broadcast to an event of shape (3,)
-        ndim = max(params[k].dim() for k in params if k not in self.fixed_parameters)
+        ndim, fixed = 0, self.fixed_parameters
+        for k, v in params.items():
+            if k not in fixed and v.dim() > ndim:
+                ndim = v.dim()
         return ndim - len(lead_shape) - self.event_ndim
 
     # ------------------------------------------------- operations in a context
     def _distribution(self, context):
-        params, lead_shape = self.parameters_given(context)
-        return self.torch_distribution_of(params), params, lead_shape
+        given = self._given(context)
+        if given.torch is None:  # built once per network output: E(q, ...) and KL(q, p) share q's
+            given.torch = self.torch_distribution_of(given.params)
+        return given.torch, given.params, given.lead_shape
 
     def _sample(self, context: Context, sample_shape=torch.Size(), reparam=True):
         """Draw the variables once per context (cached); returns (values, lead ndim)."""
@@ -290,6 +321,9 @@ class Family(Distribution):
 
         def draw():
             dist, params, lead_shape = self._distribution(context)
+            if lead_shape == context.lead_shape:  # the parameters have the context's leading dims: the usual case
+                return {self.var[0]: self._draw(dist, params, sample_shape, reparam)}, len(sample_shape) + len(
+                    lead_shape)
             # draw for every leading dim of the context the parameters lack (e.g. a prior inside a batch)
             missing = context.lead_shape[: max(len(context.lead_shape) - len(lead_shape), 0)]
             wanted = context.lead_shape[len(missing):]
@@ -311,6 +345,11 @@ class Family(Distribution):
         value = context.values.get(self.var[0])
         if value is None:
             raise MissingInputError(self._missing_message(self.var[0], context.values))
+        if value.is_floating_point():
+            given = self._given(context)
+            out = self._log_prob_of_params(given.params, given.lead_shape, value)
+            if out is not None:
+                return out
         dist, params, lead_shape = self._distribution(context)
         try:
             return self.log_prob_given(dist, params, lead_shape, value)
@@ -338,8 +377,13 @@ class Family(Distribution):
 
     def _check_value(self, value, dist, lead_shape):
         """A value scored must end with the event's shape (after its sample and batch dims)."""
-        event = (dist.batch_shape + dist.event_shape)[len(lead_shape):]
+        full = dist.batch_shape + dist.event_shape
+        if value.shape == full:  # one value per draw and example: the usual case
+            return
+        event = full[len(lead_shape):]
         k = len(event)
+        if value.dim() >= k + bool(lead_shape) and value.shape[value.dim() - k:] == event:
+            return
         if value.dim() >= k + bool(lead_shape) and all(a == b or a == 1 for a, b in
                                                        zip(value.shape[value.dim() - k:], event)):
             return
@@ -349,6 +393,11 @@ class Family(Distribution):
 
     def _elementwise_log_prob(self, dist, params, value):
         return dist.log_prob(value)
+
+    def _log_prob_of_params(self, params, lead_shape, value):
+        """The log density of ``value``, of the parameters' own shape, computed from ``params`` without building the
+        torch distribution, or ``None`` where the family has no such shortcut (the default)."""
+        return None
 
     def _entropy(self, context: Context):
         dist, params, lead_shape = self._distribution(context)
@@ -416,7 +465,7 @@ class Family(Distribution):
     def kl_distribution(self, inputs=None, batch_shape=None):
         """``(torch distribution, event dims)`` whose closed-form KL stands for this family (the categorical
         for a relaxed one); with ``batch_shape``, its parameters broadcast to that batch shape first."""
-        dist, params, lead_shape = self._distribution(Context.of(inputs))
+        dist, params, lead_shape = self._distribution(inputs if isinstance(inputs, Context) else Context.of(inputs))
         event_dims = self._event_dims(params, lead_shape)
         if batch_shape is not None and dist.batch_shape != batch_shape:
             # built anew from broadcast parameters rather than with torch's ``Distribution.expand``, whose
@@ -429,6 +478,27 @@ class Family(Distribution):
 
 
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+_PARAMETER_SETS = {}  # a Family subclass -> its parameter_sets as a frozenset of frozensets
+
+
+def _parameter_sets(family):
+    """The sets of parameter names a network of ``family`` may return (its ``parameter_sets``), as frozensets."""
+    found = _PARAMETER_SETS.get(family)
+    if found is None:
+        found = _PARAMETER_SETS[family] = frozenset(frozenset(s) for s in family.parameter_sets)
+    return found
+
+
+class Given:
+    """A family's parameters on one evaluation's inputs (the entry of a :class:`~pgm._scope.NetworkOutput`): the
+    parameters by name, their leading shape, and the torch distribution of them once built."""
+
+    __slots__ = ("params", "lead_shape", "torch")
+
+    def __init__(self, params, lead_shape):
+        self.params, self.lead_shape, self.torch = params, lead_shape, None
 
 
 def _drawn_by(context, var, value):
@@ -444,6 +514,8 @@ def _drawn_by(context, var, value):
 
 
 def _sum_right(t, n):
+    if n == 1:
+        return t.sum(-1)
     return t.sum(dim=tuple(range(-n, 0))) if n > 0 else t
 
 

@@ -1,7 +1,8 @@
 """Bernoulli distribution, independent over the event dims."""
 import torch.distributions as td
+from torch.nn import functional as F
 
-from ._family import Family
+from ._family import Family, _sum_right
 
 
 class Bernoulli(Family):
@@ -13,3 +14,17 @@ class Bernoulli(Family):
     family = td.Bernoulli
     parameter_sets = (("logits",), ("probs",))
     has_reparam = False
+
+    def _log_prob_of_params(self, params, lead_shape, value):
+        logits = params.get("logits")
+        if logits is None or logits.shape != value.shape:
+            return None
+        # what torch computes, without building its distribution (at every step of a Sum)
+        out = -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
+        return _sum_right(out, self._event_dims(params, lead_shape))
+
+    def _elementwise_log_prob(self, dist, params, value):
+        logits = params.get("logits")
+        if logits is not None and logits.shape == value.shape:  # what torch computes, without its broadcast_all
+            return -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
+        return dist.log_prob(value)

@@ -25,17 +25,20 @@ def register_kl(type_q, type_p):
     """
     def decorator(fn):
         _REGISTRY[(type_q, type_p)] = fn
+        _FOUND.clear()
         return fn
     return decorator
 
 
+_FOUND = {}  # (type of q, type of p) -> the registered function found for them, or None
+
+
 def _custom(q, p):
-    for tq in type(q).__mro__:
-        for tp in type(p).__mro__:
-            fn = _REGISTRY.get((tq, tp))
-            if fn is not None:
-                return fn
-    return None
+    types = (type(q), type(p))
+    if types not in _FOUND:
+        _FOUND[types] = next((_REGISTRY[(tq, tp)] for tq in types[0].__mro__ for tp in types[1].__mro__
+                              if (tq, tp) in _REGISTRY), None)
+    return _FOUND[types]
 
 
 def _kl_family(d):
@@ -55,12 +58,16 @@ def closed_form(q, p, context):
     """The closed-form KL per example (summed over the event dims) on the inputs in ``context``."""
     q_dist, event_dims = q.kl_distribution(context)
     p_dist, p_event_dims = p.kl_distribution(context)
-    _check_event_shapes(q, p, _event_shape(q_dist, event_dims), _event_shape(p_dist, p_event_dims))
-    if q_dist.batch_shape != p_dist.batch_shape:  # some of torch's KLs (Bernoulli's) index without broadcasting
+    same_batch = q_dist.batch_shape == p_dist.batch_shape
+    if not same_batch or event_dims != p_event_dims:  # else the event shapes are the same
+        _check_event_shapes(q, p, _event_shape(q_dist, event_dims), _event_shape(p_dist, p_event_dims))
+    if not same_batch:  # some of torch's KLs (Bernoulli's) index without broadcasting
         shape = torch.broadcast_shapes(q_dist.batch_shape, p_dist.batch_shape)
         q_dist, p_dist = q.kl_distribution(context, shape)[0], p.kl_distribution(context, shape)[0]
     fn = _custom(q, p)
     value = fn(q_dist, p_dist) if fn is not None else td.kl_divergence(q_dist, p_dist)
+    if event_dims == 1:
+        return value.sum(-1)
     return value.sum(dim=tuple(range(-event_dims, 0))) if event_dims > 0 else value
 
 

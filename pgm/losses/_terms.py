@@ -1,6 +1,7 @@
 """The terms of an objective: log-likelihoods, expectations, divergences and entropies."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from ..distributions import Distribution, JointDistribution
@@ -17,7 +18,8 @@ def _check_distribution(where, d):
         raise TypeError(f"{where} takes pgm distributions; got {type(d).__name__}.")
 
 
-_sample_shape = as_shape
+def _sample_shape(sample_shape):
+    return torch.Size(as_shape(sample_shape))
 
 
 def _needs(d, skip=()):

@@ -52,8 +52,10 @@ def unroll(loss, context, keep=False):
         new = _carried(loss, this_step, found, other)
         if loss._may_score:
             scores += [(t, log_q) for log_q in _scores(loss, this_step, found, new)]
-        real = reals[t] if loss.present else None if given is None else given[..., t]
-        carried = new if real is None or not holding else hold(new, carried, real)
+        real = None  # read only where the state is held (an index costs microseconds, paid per step)
+        if holding:
+            real = reals[t] if loss.present else None if given is None else given[..., t]
+        carried = new if real is None else hold(new, carried, real)
         if loss.present:
             alive = _and(alive, _presence(loss, this_step, found, given, t))
     values = torch.stack(per_step, -1)  # (*lead, T): one sum (and one masking) for all the steps

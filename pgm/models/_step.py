@@ -124,7 +124,8 @@ class Environment:
     use (to diagnose a non-finite loss). ``boxes``: the 0-dim tensors numeric Parameter values are filled into.
     ``compile``: the ``compile=`` the model was given (for messages). ``calls``: the number of ``Model.train``
     calls so far. ``set_training``: switch the networks' train/eval mode. ``compile_failed(runner, error,
-    stacklevel)``: warn once and give the runner's objective an eager runner of the same pieces.
+    stacklevel)``: warn once and give the runner's objective an eager runner of the same pieces. ``objectives``:
+    how many objectives the model steps (with several, a loss may reach another's parameters).
     """
 
     device: torch.device
@@ -138,6 +139,7 @@ class Environment:
     calls: Callable[[], int]
     set_training: Callable[[bool], None]
     compile_failed: Callable[..., None]
+    objectives: int = 1
 
 
 class StepPieces:
@@ -154,6 +156,10 @@ class StepPieces:
         self._watch = None
         self._tensors = None
         self._saved = None  # where a non-fused deferred update keeps what it may have to undo
+        # set by the first step: the loss's graph reaches no leaf but this objective's parameters, so a plain
+        # backward() gives the same gradients as backward(inputs=parameters), without the pass over the graph
+        # that finds the paths to them (a tenth of a millisecond per hundred steps of a Sum)
+        self.reaches_only_parameters = False
 
     # ----------------------------------------------------------------- pieces
     def forward(self, inputs, params, distributed=True):
@@ -177,7 +183,10 @@ class StepPieces:
     def forward_backward(self, inputs, params):
         value = self.forward(inputs, params)
         detached = value.detach()  # before backward (Dynamo would otherwise wrap a non-leaf after the break)
-        value.backward(inputs=self.parameters)  # here, not in a method: Dynamo breaks the graph here
+        if self.reaches_only_parameters and not _any_requires_grad(inputs, params):
+            value.backward()
+        else:
+            value.backward(inputs=self.parameters)  # here, not in a method: Dynamo breaks the graph here
         return detached
 
     def clip(self):
@@ -272,6 +281,7 @@ class StepPieces:
         value = self.forward(inputs, params)
         self.checked = True
         detached = value.detach()
+        self.reaches_only_parameters = self.environment.objectives == 1 and _reaches_only(value, self.parameters)
         self.backward(value)
         loss = self.read(detached, inputs, params)
         self.update()
@@ -327,6 +337,34 @@ class StepPieces:
             error = _checks.non_finite_report(self.loss, inputs, params, self.environment.users, value)
         error.call = call
         raise error
+
+
+def _reaches_only(value, parameters):
+    """Whether every leaf tensor that ``value``'s autograd graph leads to is one of ``parameters``."""
+    allowed = {id(p) for p in parameters}
+    seen, stack = set(), [value.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)  # an AccumulateGrad node: the gradient of a leaf tensor
+        if leaf is not None and id(leaf) not in allowed:
+            return False
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return True
+
+
+def _any_requires_grad(inputs, params):
+    """Whether an input (of a named data set too) or a Parameter value is a tensor that requires a gradient."""
+    for values in (inputs, params):
+        for value in values.values():
+            if isinstance(value, dict):
+                if _any_requires_grad(value, {}):
+                    return True
+            elif isinstance(value, torch.Tensor) and value.requires_grad:
+                return True
+    return False
 
 
 class EagerStep:

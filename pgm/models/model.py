@@ -336,7 +336,8 @@ class Model:
         return _step.Environment(
             device=self.device, dtype=self._reference.dtype, precision=self.precision, world=self.world,
             modules=self.distributions, users=self.users, boxes=self.boxes, compile=self.compile,
-            calls=lambda: self.calls, set_training=self._set_training, compile_failed=self._compile_failed)
+            calls=lambda: self.calls, set_training=self._set_training, compile_failed=self._compile_failed,
+            objectives=len(self.objectives))
 
     def _compile_failed(self, runner, error, stacklevel=2):
         """Warn once; every objective's compiled runner (and the compiled test) gives way to an eager one of the

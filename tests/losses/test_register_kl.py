@@ -21,6 +21,7 @@ def registry():
     yield
     _kl._REGISTRY.clear()
     _kl._REGISTRY.update(saved)
+    _kl._FOUND.clear()  # the functions found for pairs of types, which may have been the test's
 
 
 class Positive(nn.Module):
