@@ -246,15 +246,13 @@ class Family(Distribution):
         if not self._has_network:
             return Given(self._fixed_values(), torch.Size())
         values, lead = context.values, context.lead
-        args, leads, one_batch_dim = [], [], True
+        args, leads = [], []
         for c in self.cond_var:
             value = values.get(c)
             if value is None:
                 raise MissingInputError(self._missing_message(c, values))
             args.append(value)
             leads.append(lead[c])
-            # one leading dim each, the same batch size: the inputs go to the network as they are
-            one_batch_dim = one_batch_dim and leads[-1] == 1 and value.shape[0] == args[0].shape[0]
         # the network runs once per evaluation and inputs: KL(q, p) and E(q, ...) share q's output (and a
         # BatchNorm inside updates its statistics once), as in a hand-written step (the key: see pgm._scope)
         key = NetworkOutput(self, tuple(args), tuple(leads))
@@ -263,7 +261,7 @@ class Family(Distribution):
             return hit
         if not args:  # a network of no inputs (learned global parameters): no leading dims, like fixed ones
             out, lead_shape = self._net_params(args, args), torch.Size()
-        elif one_batch_dim:
+        elif _one_batch_dim(args, leads):  # the inputs go to the network as they are
             out, lead_shape = self._net_params(args, args), args[0].shape[:1]
         else:
             flat, lead_shape = context.flat(self.cond_var)
@@ -478,6 +476,15 @@ class Family(Distribution):
 
 
 _LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def _one_batch_dim(args, leads):
+    """Whether the inputs have one leading dim each, of one batch size."""
+    n = args[0].size(0) if leads[0] == 1 else None
+    for a, k in zip(args, leads):
+        if k != 1 or a.size(0) != n:
+            return False
+    return True
 
 
 _PARAMETER_SETS = {}  # a Family subclass -> its parameter_sets as a frozenset of frozensets

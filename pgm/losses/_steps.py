@@ -125,7 +125,7 @@ def padding_may_lead(loss, mask):
         return False
     if mask.device.type != "cpu" or capturing():  # capturing: also while Dynamo traces
         return True
-    return bool((mask[..., 1:] & ~mask[..., :-1]).any())
+    return bool((mask[..., 1:] > mask[..., :-1]).any())  # a real step right after a padded one
 
 
 def hold(new, old, real):
