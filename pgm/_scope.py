@@ -47,6 +47,8 @@ from typing import Any, Callable
 
 import torch
 
+from ._values import broadcast_shapes
+
 
 # ------------------------------------------------------------------ the keys of the caches
 # Frozen dataclasses: each hashes and compares as the tuple of its fields, and equals only a key of its own type;
@@ -255,7 +257,7 @@ class Context:
             values[name] = value
             if name in known:  # a draw's sample dims in front of the batch dim
                 lead[name] = known[name]
-                lead_shape = torch.broadcast_shapes(lead_shape, value.shape[:known[name]])
+                lead_shape = broadcast_shapes(lead_shape, value.shape[:known[name]])
                 continue
             lead[name] = min(value.dim(), 1)
             if value.dim() >= 1 and not lead_shape:
@@ -300,7 +302,7 @@ class Context:
         shapes = [a.shape[:k] for a, k in zip(args, leads)]
         # most networks take inputs of one leading shape: torch.broadcast_shapes costs a step's worth of small ops
         same = all(s == shapes[0] for s in shapes[1:])
-        lead_shape = shapes[0] if same else torch.broadcast_shapes(*shapes)
+        lead_shape = shapes[0] if same else broadcast_shapes(*shapes)
         return [a.expand(lead_shape + a.shape[k:]).reshape((-1,) + a.shape[k:]) for a, k in zip(args, leads)], lead_shape
 
     def enumerating(self, var, values):

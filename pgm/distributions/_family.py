@@ -9,6 +9,7 @@ from torch import nn
 
 from .._errors import EventShapeError, MissingInputError, TooManyConfigurationsError
 from .._scope import Context, NetworkOutput
+from .._values import broadcast_shapes
 from ._base import _VALIDATION, Distribution
 from .learned import Learned
 
@@ -328,7 +329,7 @@ class Family(Distribution):
             if lead_shape != wanted and len(lead_shape) == len(wanted):
                 # parameters shared along a dim the context has (given a global variable only, inside a data-set
                 # average): one draw per example still, so the parameters are broadcast to it first
-                lead_shape = torch.broadcast_shapes(lead_shape, wanted)
+                lead_shape = broadcast_shapes(lead_shape, wanted)
                 params = {k: v.expand(lead_shape + v.shape[len(wanted):]) if k not in self.fixed_parameters
                           and torch.is_tensor(v) and v.dim() >= len(wanted) else v for k, v in params.items()}
                 dist = self.torch_distribution_of(params)
@@ -442,7 +443,7 @@ class Family(Distribution):
             )
         index = torch.cartesian_prod(*[torch.arange(n, device=values.device)] * cells).reshape(n ** cells, cells)
         rows = values[index].reshape((n ** cells,) + tuple(elements) + values.shape[1:])
-        lead = torch.broadcast_shapes(context.lead_shape, lead_shape)
+        lead = broadcast_shapes(context.lead_shape, lead_shape)
         return rows.reshape((rows.shape[0],) + (1,) * len(lead) + rows.shape[1:]).expand(
             (rows.shape[0],) + tuple(lead) + rows.shape[1:])
 

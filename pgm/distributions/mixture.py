@@ -10,6 +10,7 @@ from torch import nn
 from .._errors import MissingInputError
 from .._scope import Context, MixtureWeights
 from .._signature import check_names, latex_signatures, subscript
+from .._values import broadcast_shapes
 from ._base import Distribution
 from ._family import Family
 
@@ -133,7 +134,7 @@ class Mixture(Distribution):
         hit = context.lookup(key)
         if hit is not None:  # one network call per evaluation and inputs
             return hit
-        lead = torch.broadcast_shapes(*(a.shape[:n] for a, n in zip(args, leads)))
+        lead = broadcast_shapes(*(a.shape[:n] for a, n in zip(args, leads)))
         flat = [a.expand(lead + a.shape[n:]).reshape((-1,) + a.shape[n:]) for a, n in zip(args, leads)]
         out, k = self.weights_net(*flat), len(self.components)
         if not isinstance(out, torch.Tensor) or out.shape != (lead.numel(), k):

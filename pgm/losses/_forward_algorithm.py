@@ -21,6 +21,7 @@ import torch
 
 from .._errors import TooManyConfigurationsError
 from .._scope import one_per_value
+from .._values import broadcast_shapes
 from ._steps import initial_values, length, step_mask
 
 
@@ -204,7 +205,7 @@ def _carried_series(context, source, initial, mask, n):
     real step before it (the initial value where there is none)."""
     series, lead = context.values[source], context.lead[source]
     first, first_lead = initial
-    shape = torch.broadcast_shapes(series.shape[:lead], first.shape[:first_lead])
+    shape = broadcast_shapes(series.shape[:lead], first.shape[:first_lead])
     moved = series.movedim(lead, 0)
     moved = moved.expand(moved.shape[:1] + shape + moved.shape[1 + lead:])
     first = first.expand(shape + first.shape[first_lead:]).unsqueeze(0)

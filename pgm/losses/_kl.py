@@ -9,6 +9,7 @@ import torch.distributions as td
 from torch.distributions.kl import _dispatch_kl
 
 from .._errors import EventShapeError
+from .._values import broadcast_shapes
 
 _REGISTRY = {}
 
@@ -62,8 +63,11 @@ def closed_form(q, p, context):
     if not same_batch or event_dims != p_event_dims:  # else the event shapes are the same
         _check_event_shapes(q, p, _event_shape(q_dist, event_dims), _event_shape(p_dist, p_event_dims))
     if not same_batch:  # some of torch's KLs (Bernoulli's) index without broadcasting
-        shape = torch.broadcast_shapes(q_dist.batch_shape, p_dist.batch_shape)
-        q_dist, p_dist = q.kl_distribution(context, shape)[0], p.kl_distribution(context, shape)[0]
+        shape = broadcast_shapes(q_dist.batch_shape, p_dist.batch_shape)
+        if q_dist.batch_shape != shape:
+            q_dist = q.kl_distribution(context, shape)[0]
+        if p_dist.batch_shape != shape:  # a prior of fixed parameters, broadcast over the batch
+            p_dist = p.kl_distribution(context, shape)[0]
     fn = _custom(q, p)
     value = fn(q_dist, p_dist) if fn is not None else td.kl_divergence(q_dist, p_dist)
     if event_dims == 1:

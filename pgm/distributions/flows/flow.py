@@ -7,7 +7,7 @@ from torch import nn
 from ..._errors import MissingInputError
 from ..._scope import Context, FlowLogDensity
 from ..._signature import check_names, format_signature, latex_signatures, latex_variable, subscript
-from ..._values import as_shape
+from ..._values import as_shape, broadcast_shapes
 from .._base import Distribution
 from .._family import Family
 from ._layer import Layer
@@ -239,7 +239,7 @@ class Flow(Distribution):
     def _cond_lead(self, context):
         shapes = [context.values[c].shape[: context.lead[c]] for names in self.layer_cond_var for c in names
                   if c in context.values]
-        return torch.broadcast_shapes(*shapes) if shapes else torch.Size()
+        return broadcast_shapes(*shapes) if shapes else torch.Size()
 
     def _run(self, h, conds, generate, source):
         """Through the layers towards the value (``generate``) or towards the base: ``(h, sum of log|det|)``
@@ -297,7 +297,7 @@ class Flow(Distribution):
             return hit
         values, lead = self.base._sample(context, sample_shape, reparam)
         z0 = values[self.base_var]
-        lead_shape = torch.broadcast_shapes(z0.shape[:lead], self._cond_lead(context))
+        lead_shape = broadcast_shapes(z0.shape[:lead], self._cond_lead(context))
         z0 = z0.expand(lead_shape + z0.shape[lead:])
         lead = len(lead_shape)
         conds = self._conditions(context, lead_shape)
@@ -336,7 +336,7 @@ class Flow(Distribution):
                 raise ValueError(f"{self.prob_text}: `{v}` has shape {tuple(value.shape)}, but the flow's events have "
                                  f"shape {event} (its base {self.base.prob_text} through its layers); give values of "
                                  f"shape (batch, *{event}).")
-        lead_shape = torch.broadcast_shapes(value.shape[:lead], self._cond_lead(context))
+        lead_shape = broadcast_shapes(value.shape[:lead], self._cond_lead(context))
         value = value.expand(lead_shape + value.shape[lead:])
         conds = self._conditions(context, lead_shape)
         h, log_det = self._run(value.reshape((-1,) + value.shape[len(lead_shape):]), conds, False, f"the value `{v}`")
