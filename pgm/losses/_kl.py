@@ -4,7 +4,6 @@ A pair of pgm families has a closed form when a function is registered here for 
 torch.distributions has one for the torch families that stand for them (``kl_family``; the relaxed
 families stand for their categorical / Bernoulli originals).
 """
-import torch
 import torch.distributions as td
 from torch.distributions.kl import _dispatch_kl
 

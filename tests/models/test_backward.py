@@ -10,15 +10,7 @@ from pgm.distributions import Bernoulli, Normal
 from pgm.losses import E, KL, LogProb
 from pgm.models import Model
 
-
-class Gaussian(nn.Module):
-    def __init__(self, i, o):
-        super().__init__()
-        self.linear = nn.Linear(i, 2 * o)
-
-    def forward(self, x):
-        loc, scale = self.linear(x).chunk(2, -1)
-        return {"loc": loc, "scale": nn.functional.softplus(scale) + 0.1}
+from model_nets import Encoder
 
 
 class Logits(nn.Module):
@@ -37,7 +29,7 @@ class Logits(nn.Module):
 
 def vae(borrowed=None):
     torch.manual_seed(0)
-    q, p = Normal("q(z|x)", net=Gaussian(6, 2)), Bernoulli("p(x|z)", net=Logits(2, 6, borrowed))
+    q, p = Normal("q(z|x)", net=Encoder(6, 2)), Bernoulli("p(x|z)", net=Logits(2, 6, borrowed))
     prior = Normal("p(z)", loc=0.0, scale=1.0, features_shape=[2])
     return (KL(q, prior) - E(q, LogProb(p))).mean(), [q, p]
 
