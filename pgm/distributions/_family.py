@@ -188,7 +188,7 @@ class Family(Distribution):
                 f"got {type(out).__name__}."
             )
         keys = frozenset(out)
-        if keys not in (_PARAMETER_SETS.get(type(self)) or _parameter_sets(type(self))):
+        if keys not in _parameter_sets(type(self)):
             options = " or ".join(str(sorted(s)) for s in self.parameter_sets)
             raise ValueError(
                 f"{self.prob_text} ({type(self).__name__}) expects its network to return the parameters "
@@ -198,9 +198,10 @@ class Family(Distribution):
             self._seen_shapes = [_shape(a)[1:] for a in args]
         # under autocast a network returns bfloat16/float16; the density, its sum over the event (784 pixels) and
         # the KL are kept in float32, where a low-precision sum would lose the loss's last digits
-        for k, v in out.items():
-            if isinstance(v, torch.Tensor) and v.dtype in _LOW_PRECISION:
-                return {k: v.float() if torch.is_tensor(v) and v.dtype in _LOW_PRECISION else v for k, v in out.items()}
+        for value in out.values():
+            if isinstance(value, torch.Tensor) and value.dtype in _LOW_PRECISION:
+                return {k: v.float() if isinstance(v, torch.Tensor) and v.dtype in _LOW_PRECISION else v
+                        for k, v in out.items()}
         return out
 
     def _input_shape_message(self, args, shown, error):
@@ -308,9 +309,14 @@ class Family(Distribution):
     # ------------------------------------------------- operations in a context
     def _distribution(self, context):
         given = self._given(context)
-        if given.torch is None:  # built once per network output: E(q, ...) and KL(q, p) share q's
+        return self._torch_of(given), given.params, given.lead_shape
+
+    def _torch_of(self, given):
+        """The torch distribution of ``given``'s parameters, built once per network output (``E(q, ...)`` and
+        ``KL(q, p)`` share q's)."""
+        if given.torch is None:
             given.torch = self.torch_distribution_of(given.params)
-        return given.torch, given.params, given.lead_shape
+        return given.torch
 
     def _sample(self, context: Context, sample_shape=torch.Size(), reparam=True):
         """Draw the variables once per context (cached); returns (values, lead ndim)."""
@@ -321,8 +327,8 @@ class Family(Distribution):
         def draw():
             dist, params, lead_shape = self._distribution(context)
             if lead_shape == context.lead_shape:  # the parameters have the context's leading dims: the usual case
-                return {self.var[0]: self._draw(dist, params, sample_shape, reparam)}, len(sample_shape) + len(
-                    lead_shape)
+                draws = self._draw(dist, params, sample_shape, reparam)
+                return {self.var[0]: draws}, len(sample_shape) + len(lead_shape)
             # draw for every leading dim of the context the parameters lack (e.g. a prior inside a batch)
             missing = context.lead_shape[: max(len(context.lead_shape) - len(lead_shape), 0)]
             wanted = context.lead_shape[len(missing):]
@@ -344,14 +350,13 @@ class Family(Distribution):
         value = context.values.get(self.var[0])
         if value is None:
             raise MissingInputError(self._missing_message(self.var[0], context.values))
-        if value.is_floating_point():
-            given = self._given(context)
+        given = self._given(context)
+        if value.is_floating_point():  # a shortcut of the family's own (Bernoulli's), where it has one
             out = self._log_prob_of_params(given.params, given.lead_shape, value)
             if out is not None:
                 return out
-        dist, params, lead_shape = self._distribution(context)
         try:
-            return self.log_prob_given(dist, params, lead_shape, value)
+            return self.log_prob_given(self._torch_of(given), given.params, given.lead_shape, value)
         except EventShapeError as error:
             raise EventShapeError(f"{error}{_drawn_by(context, self.var[0], value)}") from None
 
@@ -381,8 +386,6 @@ class Family(Distribution):
             return
         event = full[len(lead_shape):]
         k = len(event)
-        if value.dim() >= k + bool(lead_shape) and value.shape[value.dim() - k:] == event:
-            return
         if value.dim() >= k + bool(lead_shape) and all(a == b or a == 1 for a, b in
                                                        zip(value.shape[value.dim() - k:], event)):
             return
@@ -464,7 +467,7 @@ class Family(Distribution):
     def kl_distribution(self, inputs=None, batch_shape=None):
         """``(torch distribution, event dims)`` whose closed-form KL stands for this family (the categorical
         for a relaxed one); with ``batch_shape``, its parameters broadcast to that batch shape first."""
-        dist, params, lead_shape = self._distribution(inputs if isinstance(inputs, Context) else Context.of(inputs))
+        dist, params, lead_shape = self._distribution(Context.of(inputs))
         event_dims = self._event_dims(params, lead_shape)
         if batch_shape is not None and dist.batch_shape != batch_shape:
             # built anew from broadcast parameters rather than with torch's ``Distribution.expand``, whose
