@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 from torch import nn
@@ -10,6 +9,7 @@ from torch import nn
 from .._errors import EventShapeError, MissingInputError, TooManyConfigurationsError
 from .._scope import Context, NetworkOutput
 from .._values import broadcast_shapes
+from . import _family_messages as _messages
 from ._base import _VALIDATION, Distribution
 from .learned import Learned
 
@@ -163,7 +163,7 @@ class Family(Distribution):
                 raise ValueError(
                     f"{self.prob_text}: parameter `{key}` must satisfy {constraint}; got values such as "
                     f"{bad.flatten()[:3].tolist()} (a tensor of shape {_shape(value)}). "
-                    + _constraint_hint(key)
+                    + _messages.constraint_hint(key)
                 )
 
     def _net_params(self, args, given):
@@ -180,7 +180,7 @@ class Family(Distribution):
                 net = self._modules.get("net")
                 out = (self.__dict__["net"] if net is None else net)(*args)
         except (RuntimeError, ValueError, TypeError) as error:
-            raise ValueError(self._input_shape_message(args, [a.shape for a in given], error)) from error
+            raise ValueError(_messages.input_shape(self, args, [a.shape for a in given], error)) from error
         if not isinstance(out, dict):
             example = ", ".join(f"'{n}': ..." for n in self.parameter_sets[0])
             raise TypeError(
@@ -203,25 +203,6 @@ class Family(Distribution):
                 return {k: v.float() if isinstance(v, torch.Tensor) and v.dtype in _LOW_PRECISION else v
                         for k, v in out.items()}
         return out
-
-    def _input_shape_message(self, args, shown, error):
-        shown = [tuple(s) for s in shown]
-        if self._seen_shapes is not None:  # the event shapes of the last successful call are the expected ones
-            for n, a, s, expected in zip(self.cond_var, args, shown, self._seen_shapes):
-                if _shape(a)[1:] != expected:
-                    return f"{self.prob_text} needs input `{n}` (event shape {expected}); got a tensor of shape {s}."
-        # before any successful call: a linear layer's error names the size it takes ("... (8x5 and 4x6)")
-        match = _MATMUL_ERROR.search(str(error))
-        if match is not None:
-            rows, cols, expected = int(match[1]), int(match[2]), int(match[3])
-            culprits = [i for i, a in enumerate(args) if _shape(a) == (rows, cols)]
-            if len(culprits) == 1:
-                i = culprits[0]
-                return (f"{self.prob_text} needs input `{self.cond_var[i]}` (event shape ({expected},), the input "
-                        f"size of a linear layer of its network); got a tensor of shape {shown[i]}.")
-        names = ", ".join(f"`{n}` of shape {s}" for n, s in zip(self.cond_var, shown))
-        return (f"{self.prob_text}: its network failed on inputs {names} ({error}). Check that each input "
-                f"has the event shape the network expects, in the signature's order {self.cond_var}.")
 
     def parameters_given(self, context: Context):
         """The parameters for the inputs in ``context`` and the leading shape they carry.
@@ -358,7 +339,7 @@ class Family(Distribution):
         try:
             return self.log_prob_given(self._torch_of(given), given.params, given.lead_shape, value)
         except EventShapeError as error:
-            raise EventShapeError(f"{error}{_drawn_by(context, self.var[0], value)}") from None
+            raise EventShapeError(f"{error}{_messages.drawn_by(context, self.var[0], value)}") from None
 
     def log_prob_given(self, dist, params, lead_shape, value):
         """The log density of ``value`` under ``dist``, summed over the event.
@@ -512,31 +493,10 @@ class Given:
         self.params, self.lead_shape, self.torch = params, lead_shape, None
 
 
-def _drawn_by(context, var, value):
-    """Who drew ``value`` of ``var`` in this evaluation, and the fix, for the message of a value of the wrong
-    event shape (read only on that error path); empty if it was given with the inputs."""
-    found = context.drawer_of(var, value)
-    if found is None:
-        return ""
-    drawer, lead = found
-    event = tuple(value.shape[lead if isinstance(lead, int) else lead.get(var, 0):])
-    return (f" `{var}` was drawn by {drawer.prob_text}, of event shape {event}: give both the same event shape (the "
-            f"size of a network's output, or features_shape=[...]).")
-
-
 def _sum_right(t, n):
     if n == 1:
         return t.sum(-1)
     return t.sum(dim=tuple(range(-n, 0))) if n > 0 else t
 
 
-def _constraint_hint(key):
-    if key in ("scale", "concentration", "concentration0", "concentration1", "temperature", "rate"):
-        return "End the network with softplus (or exp) to keep it positive."
-    if key == "probs":
-        return "End the network with sigmoid/softmax, or return 'logits' instead."
-    return ""
-
-
 LOG_2PI = math.log(2 * math.pi)
-_MATMUL_ERROR = re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)")
