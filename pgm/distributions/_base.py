@@ -171,7 +171,7 @@ class Distribution(nn.Module):
         """
         if not self.has_log_prob:
             raise ValueError(f"{self.prob_text}: {self.no_log_prob_reason}.")
-        return self._log_prob(inputs if isinstance(inputs, Context) else Context.from_inputs(inputs))
+        return self._log_prob(Context.of(inputs))
 
     def entropy(self, inputs=None):
         """The entropy, summed over the event dims: shape ``(batch,)``."""

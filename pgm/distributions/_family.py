@@ -48,6 +48,7 @@ class Family(Distribution):
     family: type = None
     kl_family: type = None  # the torch family whose closed-form KL stands for this one (default: family)
     parameter_sets: tuple = ()
+    _parameter_set_options = frozenset()  # parameter_sets as frozensets (set for each subclass)
     fixed_parameters: tuple = ()  # parameters always set at construction, never by the network
     event_ndim: int = 0
     has_reparam: bool = True
@@ -172,7 +173,7 @@ class Family(Distribution):
         try:
             # forward itself where no hook is set on this distribution: nn.Module.__call__ costs a few microseconds,
             # paid per step of a Sum (its network's own modules are called, with their hooks, as usual)
-            if self._forward_hooks or self._forward_pre_hooks:
+            if self._forward_hooks or self._forward_pre_hooks or self._backward_hooks or self._backward_pre_hooks:
                 out = self(*args)
             elif self._uses_forward:
                 out = self.forward(*args)
@@ -188,7 +189,7 @@ class Family(Distribution):
                 f"got {type(out).__name__}."
             )
         keys = frozenset(out)
-        if keys not in _parameter_sets(type(self)):
+        if keys not in self._parameter_set_options:
             options = " or ".join(str(sorted(s)) for s in self.parameter_sets)
             raise ValueError(
                 f"{self.prob_text} ({type(self).__name__}) expects its network to return the parameters "
@@ -268,6 +269,8 @@ class Family(Distribution):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        # the sets of parameter names a network may return, as frozensets: checked against each network output
+        cls._parameter_set_options = frozenset(frozenset(names) for names in cls.parameter_sets)
         if "_torch" in vars(cls):  # the hook's earlier name, which would now be ignored
             raise TypeError(f"{cls.__name__}: the method that builds the torch distribution is now "
                             f"torch_distribution_of(self, params); rename {cls.__name__}._torch to it.")
@@ -470,17 +473,6 @@ def _one_batch_dim(args, leads):
         if k != 1 or a.size(0) != n:
             return False
     return True
-
-
-_PARAMETER_SETS = {}  # a Family subclass -> its parameter_sets as a frozenset of frozensets
-
-
-def _parameter_sets(family):
-    """The sets of parameter names a network of ``family`` may return (its ``parameter_sets``), as frozensets."""
-    found = _PARAMETER_SETS.get(family)
-    if found is None:
-        found = _PARAMETER_SETS[family] = frozenset(frozenset(s) for s in family.parameter_sets)
-    return found
 
 
 class Given:

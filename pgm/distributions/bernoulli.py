@@ -22,9 +22,3 @@ class Bernoulli(Family):
         # what torch computes, without building its distribution (at every step of a Sum)
         out = -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
         return _sum_right(out, self._event_dims(params, lead_shape))
-
-    def _elementwise_log_prob(self, dist, params, value):
-        logits = params.get("logits")
-        if logits is not None and logits.shape == value.shape:  # what torch computes, without its broadcast_all
-            return -F.binary_cross_entropy_with_logits(logits, value, reduction="none")
-        return dist.log_prob(value)

@@ -98,7 +98,7 @@ def test_a_hook_set_on_a_distribution_runs_at_each_evaluation():
     """The network is called without nn.Module.__call__ where the distribution has no hook; with one, through it."""
     q = Normal("q(z|x)", net=Gaussian(5, 3))
     seen = []
-    q.register_forward_pre_hook(lambda module, args: seen.append(tuple(a.shape for a in args)))
+    pre = q.register_forward_pre_hook(lambda module, args: seen.append(tuple(a.shape for a in args)))
     handle = q.register_forward_hook(lambda module, args, out: seen.append(sorted(out)))
     KL(q, Normal("p(z)", loc=0.0, scale=1.0, features_shape=[3])).eval({"x": torch.randn(4, 5)})
     assert seen == [((4, 5),), ["loc", "scale"]]
@@ -106,3 +106,9 @@ def test_a_hook_set_on_a_distribution_runs_at_each_evaluation():
     seen.clear()
     q.sample({"x": torch.randn(2, 5)})
     assert seen == [((2, 5),)]
+    pre.remove()
+    # a backward hook on the distribution: the call goes through nn.Module.__call__ as before, which says that a
+    # network returning a dict cannot have one
+    q.register_full_backward_hook(lambda module, grad_in, grad_out: None)
+    with pytest.warns(UserWarning, match="For backward hooks to be called, module output should be a Tensor"):
+        q.sample({"x": torch.randn(3, 5)})
