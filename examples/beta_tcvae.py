@@ -147,7 +147,7 @@ def main(argv=None):
                        help="gamma, the dimension-wise KL's weight (default: 1, the paper's)")
     args = parser.parse_args(argv)
     out, device = training.setup(args)
-    images = training.to_device(data.labelled_images(args.dataset, args.data_root, args.seed, args.download), device)
+    images = training.load_images(args, device)
     print(f"Data: {images.description} (labels unused)")
 
     q, p, prior, objective = build(images.x_dim, args.hidden, args.latent, dataset_size=len(images.unlabelled[0]))

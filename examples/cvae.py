@@ -31,7 +31,7 @@ def main(argv=None):
     multimodal.add_arguments(parser)
     args = parser.parse_args(argv)
     out, device = training.setup(args)
-    images = training.to_device(data.labelled_images(args.dataset, args.data_root, args.seed, args.download), device)
+    images = training.load_images(args, device)
     print(f"Data: {images.description}")
     dx, k, h, dz = images.x_dim, images.num_classes, args.hidden, args.latent
 

@@ -111,7 +111,7 @@ def main(argv=None):
                         help="gradient estimates per variance, at least 2 (default: 50)")
     args = parser.parse_args(argv)
     out, device = training.setup(args)
-    images = training.to_device(data.labelled_images(args.dataset, args.data_root, args.seed, args.download), device)
+    images = training.load_images(args, device)
     print(f"Data: {images.description}; labels unused")
     test, batch = {"x": images.test[0]}, images.unlabelled[0][:args.batch_size]
 

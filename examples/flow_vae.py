@@ -95,7 +95,7 @@ def main(argv=None):
                         help="the numbers K of planar layers, one model each (default: 0,2,8)")
     args = parser.parse_args(argv)
     out, device = training.setup(args)
-    images = training.to_device(data.labelled_images(args.dataset, args.data_root, args.seed, args.download), device)
+    images = training.load_images(args, device)
     print(f"Data: {images.description}; labels unused")
     test = {"x": images.test[0]}
 

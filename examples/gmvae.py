@@ -73,7 +73,7 @@ def main(argv=None):
     group.add_argument("--clusters", type=training.int_range(2), default=10, help="K, clusters (default: 10)")
     args = parser.parse_args(argv)
     out, device = training.setup(args)
-    images = training.to_device(data.labelled_images(args.dataset, args.data_root, args.seed, args.download), device)
+    images = training.load_images(args, device)
     print(f"Data: {images.description} (labels only to score the clusters)")
     x_test, labels = images.test[0], images.test[2].argmax(-1).cpu().numpy()
 

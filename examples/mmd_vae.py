@@ -76,7 +76,7 @@ def main(argv=None):
     parser.add_argument("--mmd-weight", type=training.non_negative_float, default=1000.0, help="lambda, the MMD's weight (default: 1000)")
     args = parser.parse_args(argv)
     out, device = training.setup(args)
-    images = training.to_device(data.labelled_images(args.dataset, args.data_root, args.seed, args.download), device)
+    images = training.load_images(args, device)
     print(f"Data: {images.description} (labels unused)")
 
     q, p, prior, objective, divergence = build(images.x_dim, args.hidden, args.latent)

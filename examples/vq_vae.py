@@ -104,7 +104,7 @@ def main(argv=None):
                        help="beta, the commitment term's weight (default: 0.25, the paper's)")
     args = parser.parse_args(argv)
     out, device = training.setup(args)
-    images = training.to_device(data.labelled_images(args.dataset, args.data_root, args.seed, args.download), device)
+    images = training.load_images(args, device)
     print(f"Data: {images.description} (labels unused)")
 
     encoder, quantizer, decoder, objective = build(images.x_dim, args.hidden, args.positions, args.code_dim,

@@ -240,6 +240,11 @@ def load_data(args, device):
     return to_device(paired, device)
 
 
+def load_images(args, device):
+    """The labelled images of ``args`` (the options of data.add_image_arguments) on ``device``."""
+    return to_device(data.labelled_images(args.dataset, args.data_root, args.seed, args.download), device)
+
+
 def to_device(paired, device):
     """``paired`` (a data.PairedData) with every tensor moved to ``device``."""
     move = lambda tensors: tuple(t.to(device) for t in tensors)  # noqa: E731
